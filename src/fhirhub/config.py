@@ -1,0 +1,123 @@
+"""Typed, frozen settings: the only reader of ``os.environ`` in fhirhub.
+
+Every setting can come from an environment variable ``FHIRHUB_<NAME>`` (upper case) or be
+given explicitly (the CLI does that for its options). A bad value raises
+:class:`ConfigError` naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+ENV_PREFIX = "FHIRHUB_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///data/fhirhub.sqlite3"
+    """Where resources live: ``sqlite:///relative/path``, ``sqlite:////abs/path`` or a
+    ``postgresql://`` URL (libpq syntax)."""
+
+    host: str = "127.0.0.1"
+    """Address the HTTP server listens on."""
+
+    port: int = 8080
+    """Port the HTTP server listens on."""
+
+    base_url: str = ""
+    """Public base URL of the FHIR endpoint, used in ``Location`` and Bundle links. Empty
+    means derive it from the request (``http://host:port/fhir``)."""
+
+    workers: int = 1
+    """Server processes. Each opens its own database connections."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    """Largest request body accepted; bigger bodies get 413."""
+
+    default_page_size: int = 20
+    """``_count`` used by searches and history when the caller gives none."""
+
+    max_page_size: int = 1000
+    """Largest ``_count`` honoured; larger values are reduced to it."""
+
+    idempotency_window_seconds: int = 24 * 3600
+    """How long a POST's ``X-Request-ID`` is remembered so that a retry returns the original
+    response instead of creating again."""
+
+    pg_pool_size: int = 16
+    """Connections per process in the PostgreSQL pool."""
+
+    sqlite_busy_timeout_ms: int = 10_000
+    """How long a SQLite writer waits for the write lock before answering 503."""
+
+    log_level: str = "info"
+    """Server log level: debug, info, warning or error."""
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.database_url.startswith(("postgresql:", "postgres:")) else "sqlite"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``FHIRHUB_*`` variables, then explicit overrides (not None)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if key in env:
+                values[f.name] = _coerce(key, env[key], f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        new = replace(self, **changes)
+        new.check()
+        return new
+
+    def check(self) -> None:
+        if not self.database_url.startswith(("sqlite:", "postgresql:", "postgres:")):
+            raise ConfigError(
+                f"{ENV_PREFIX}DATABASE_URL: {self.database_url!r} is neither a sqlite:/// path "
+                "nor a postgresql:// URL"
+            )
+        positive = (
+            "port", "workers", "max_body_bytes", "default_page_size", "max_page_size",
+            "pg_pool_size", "sqlite_busy_timeout_ms",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive whole number")
+        if self.default_page_size > self.max_page_size:
+            raise ConfigError(
+                f"{ENV_PREFIX}DEFAULT_PAGE_SIZE ({self.default_page_size}) is larger than "
+                f"{ENV_PREFIX}MAX_PAGE_SIZE ({self.max_page_size})"
+            )
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL must be debug, info, warning or error")
+
+
+def _coerce(key: str, raw: str, kind: Any) -> Any:
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{key}: {raw!r} is not a whole number") from None
+    if kind in (bool, "bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: {raw!r} is not true or false")
+    return raw
+
+
+__all__ = ["ConfigError", "Settings"]
