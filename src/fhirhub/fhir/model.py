@@ -50,6 +50,8 @@ class Element:
     is_primitive: bool
     is_choice: bool
     min: int
+    is_summary: bool = False
+    is_modifier: bool = False
 
     @property
     def is_resource(self) -> bool:
@@ -96,10 +98,11 @@ class ElementModel:
         order = self._order.setdefault(parent_key, [])
         is_array = el.get("max") == "*" or (el.get("max", "1").isdigit() and int(el["max"]) > 1)
         minimum = int(el.get("min", 0))
+        flags = {"is_summary": bool(el.get("isSummary")), "is_modifier": bool(el.get("isModifier"))}
         if "contentReference" in el:
             target = el["contentReference"].lstrip("#")
             children[leaf] = Element(leaf, path, "BackboneElement", target, is_array, False,
-                                     False, minimum)
+                                     False, minimum, **flags)
             order.append(leaf)
             return
         types = [_type_code(t) for t in el.get("type", [])]
@@ -108,14 +111,14 @@ class ElementModel:
             for code in types:
                 name = base + code[0].upper() + code[1:]
                 children[name] = Element(name, path, code, code, is_array,
-                                         code in PRIMITIVE_TYPES, True, minimum)
+                                         code in PRIMITIVE_TYPES, True, minimum, **flags)
                 order.append(name)
             return
         code = types[0] if types else "Element"
         # Backbone (and inline Element) children are defined under this very path.
         key = path if code in ("BackboneElement", "Element") else code
         children[leaf] = Element(leaf, path, code, key, is_array, code in PRIMITIVE_TYPES,
-                                 False, minimum)
+                                 False, minimum, **flags)
         order.append(leaf)
 
     # -- queries --------------------------------------------------------------------------
@@ -151,9 +154,9 @@ def element_model() -> ElementModel:
     """The R4 element model, built once per process."""
     sds = [
         sd for sd in structure_definitions().values()
-        if sd.get("derivation") == "specialization" and sd["kind"] != "logical"
-        or sd["type"] in ("Element", "BackboneElement", "Resource", "DomainResource")
-        and sd.get("kind") != "logical" and "snapshot" in sd and sd.get("derivation") != "constraint"
+        if (sd.get("derivation") == "specialization" and sd["kind"] != "logical")
+        or (sd["type"] in ("Element", "BackboneElement", "Resource", "DomainResource")
+        and sd.get("kind") != "logical" and "snapshot" in sd and sd.get("derivation") != "constraint")
     ]
     return ElementModel(sds)
 

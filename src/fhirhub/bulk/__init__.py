@@ -1,0 +1,1 @@
+"""Bulk data in and out: file import now; bulk export later."""

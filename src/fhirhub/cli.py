@@ -1,0 +1,120 @@
+"""The ``fhirhub`` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fhirhub import __version__
+from fhirhub.config import ConfigError, Settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group()
+@click.version_option(__version__, prog_name="fhirhub")
+def main() -> None:
+    """fhirhub: a FHIR R4 / UK Core interoperability server."""
+
+
+@main.command()
+@click.option("--db", "database_url", help="sqlite:///path or postgresql://… (default: "
+              "FHIRHUB_DATABASE_URL or sqlite:///data/fhirhub.sqlite3)")
+@click.option("--host", help="Listen address (default 127.0.0.1)")
+@click.option("--port", type=int, help="Listen port (default 8080)")
+@click.option("--workers", type=int, help="Server processes (default 1)")
+@click.option("--base-url", help="Public base URL of the FHIR endpoint, for links")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(**options: object) -> None:
+    """Run the FHIR server (http://HOST:PORT/fhir)."""
+    import uvicorn
+
+    settings = _settings(**options)
+    # Workers are separate processes: hand them the settings through the environment,
+    # which Settings.from_env reads again in each of them.
+    for name, value in options.items():
+        if value is not None:
+            os.environ[f"FHIRHUB_{name.upper()}"] = str(value)
+    try:
+        from fhirhub.store import open_store
+
+        open_store(settings).close()  # create the schema once, and fail early and clearly
+    except Exception as exc:  # any failure to reach the database stops start-up
+        raise click.ClickException(
+            f"cannot open the database {settings.database_url}: {exc}") from None
+    click.echo(f"fhirhub {__version__}: FHIR R4 at http://{settings.host}:{settings.port}/fhir "
+               f"({settings.backend}, {settings.workers} worker(s))")
+    uvicorn.run(
+        "fhirhub.api.asgi:app", factory=True, host=settings.host, port=settings.port,
+        workers=settings.workers, loop="uvloop", http="httptools",
+        log_level=settings.log_level, access_log=False, server_header=False,
+    )
+
+
+@main.command(name="import")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", "database_url", help="Database URL (as for serve)")
+@click.option("--group", default=200, show_default=True,
+              help="Resources written per transaction for plain NDJSON")
+def import_(files: tuple[Path, ...], database_url: str | None, group: int) -> None:
+    """Load NDJSON files (.gz too) or Bundle JSON files into the database."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from fhirhub.bulk.importer import Importer
+    from fhirhub.engine import Engine
+
+    logging.basicConfig(level=logging.WARNING)
+    console = Console(stderr=True)
+    engine = Engine(_settings(database_url=database_url))
+    started = time.perf_counter()
+    totals: dict[str, int] = {}
+    errors: list[str] = []
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn(), console=console) as progress:
+        for path in files:
+            task = progress.add_task(path.name, total=_uncompressed_size(path))
+            importer = Importer(engine, group=group, progress=partial(progress.advance, task))
+            report = importer.run(path)
+            for rtype, count in report.resources.items():
+                totals[rtype] = totals.get(rtype, 0) + count
+            errors.extend(report.errors)
+    engine.store.close()
+    elapsed = time.perf_counter() - started
+    total = sum(totals.values())
+    console.print(f"Imported {total} resources in {elapsed:.1f} s "
+                  f"({total / elapsed if elapsed else 0:.0f}/s)")
+    for rtype, count in sorted(totals.items(), key=lambda kv: -kv[1]):
+        console.print(f"  {rtype:<28} {count}")
+    if errors:
+        console.print(f"[red]{len(errors)} error(s):[/red]")
+        for line in errors[:200]:
+            console.print(f"  {line}")
+        if len(errors) > 200:
+            console.print(f"  … and {len(errors) - 200} more")
+        sys.exit(1)
+
+
+def _uncompressed_size(path: Path) -> int | None:
+    if path.suffix != ".gz":
+        return path.stat().st_size
+    import gzip
+
+    with gzip.open(path, "rb") as fh:
+        return sum(len(chunk) for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
+__all__ = ["main"]

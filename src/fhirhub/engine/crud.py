@@ -1,0 +1,186 @@
+"""The write interactions over one store transaction: create, update, delete, patch, and
+their conditional forms (https://hl7.org/fhir/R4/http.html). Batches and transactions call
+the same functions, so a Bundle entry behaves exactly like the single request."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fhirhub.engine.clock import now_instant
+from fhirhub.errors import (
+    GoneError,
+    InvalidError,
+    NotFoundError,
+    PreconditionFailedError,
+)
+from fhirhub.fhir import json as fjson
+from fhirhub.search.types import IndexRows, SearchQuery
+from fhirhub.store.base import StoredVersion, Transaction
+
+Json = dict[str, Any]
+Checker = Callable[[Any, str | None], None]
+Indexer = Callable[[Json], IndexRows]
+
+
+@dataclass
+class Written:
+    version: StoredVersion
+    resource: Json | None  # None for a deletion
+    created: bool  # a new resource (201) rather than a new version (200)
+
+
+@dataclass
+class WriteContext:
+    check: Checker  # raises InvalidError/UnprocessableError with the issues
+    index: Indexer
+    parse_criteria: Callable[[str, str], SearchQuery]  # (type, query string) -> query
+
+
+def etag(version_id: int) -> str:
+    return f'W/"{version_id}"'
+
+
+def parse_etag(value: str) -> int:
+    raw = value.strip()
+    if raw.startswith("W/"):
+        raw = raw[2:]
+    raw = raw.strip('"')
+    if not raw.isdigit():
+        raise InvalidError(
+            f"If-Match must be a version ETag like W/\"3\", not {value!r}",
+            spine_code="INVALID_VALUE",
+        )
+    return int(raw)
+
+
+def _stamp(resource: Json, rid: str, version_id: int, now: str, method: str) -> tuple[Json, StoredVersion]:
+    stamped = dict(resource)
+    stamped["id"] = rid
+    meta = {k: v for k, v in (resource.get("meta") or {}).items()
+            if k not in ("versionId", "lastUpdated")}
+    stamped["meta"] = {"versionId": str(version_id), "lastUpdated": now, **meta}
+    # resourceType first, then id and meta, as FHIR examples order them.
+    ordered = {"resourceType": stamped.pop("resourceType"), "id": stamped.pop("id"),
+               "meta": stamped.pop("meta"), **stamped}
+    body = fjson.dumps(ordered)
+    return ordered, StoredVersion(ordered["resourceType"], rid, version_id, now, False, body, method)
+
+
+def create(ctx: WriteContext, tx: Transaction, resource: Json, rtype: str,
+           rid: str | None = None) -> Written:
+    """A new resource with a server id (``rid`` is given only when a transaction assigned
+    one for a urn:uuid entry)."""
+    ctx.check(resource, rtype)
+    new_id = rid or str(uuid.uuid4())
+    stamped, version = _stamp(resource, new_id, 1, now_instant(), "POST")
+    tx.write(version, ctx.index(stamped))
+    return Written(version, stamped, True)
+
+
+def update(ctx: WriteContext, tx: Transaction, rtype: str, rid: str, resource: Json,
+           if_match: str | None = None, method: str = "PUT") -> Written:
+    ctx.check(resource, rtype)
+    body_id = resource.get("id")
+    if body_id is None:
+        raise InvalidError(
+            f"The resource must carry an id, and it must be '{rid}' as in the URL",
+            spine_code="MISSING_VALUE", expression=(f"{rtype}.id",),
+        )
+    if body_id != rid:
+        raise InvalidError(
+            f"The resource id '{body_id}' does not match the id '{rid}' in the URL",
+            spine_code="INVALID_RESOURCE_ID", expression=(f"{rtype}.id",),
+        )
+    current = tx.read(rtype, rid)
+    if if_match is not None:
+        wanted = parse_etag(if_match)
+        if current is None or current.deleted or current.version_id != wanted:
+            have = "no current version" if current is None or current.deleted else \
+                f"version {current.version_id}"
+            raise PreconditionFailedError(
+                f"If-Match asked for version {wanted} of {rtype}/{rid}, but the server has "
+                f"{have}; read it again and reapply your change",
+                spine_code="PRECONDITION_FAILED",
+            )
+    if current is not None and not current.deleted:
+        # An update that changes nothing makes no new version (as HAPI does): re-importing
+        # the same data, or a client retrying a PUT, leaves history clean.
+        same, same_version = _stamp(resource, rid, current.version_id, current.last_updated,
+                                    method)
+        if same_version.body == current.body:
+            return Written(current, same, False)
+    next_version = 1 if current is None else current.version_id + 1
+    created = current is None or current.deleted
+    stamped, version = _stamp(resource, rid, next_version, now_instant(), method)
+    tx.write(version, ctx.index(stamped))
+    return Written(version, stamped, created)
+
+
+def delete(tx: Transaction, rtype: str, rid: str) -> Written | None:
+    """Delete ``rtype/rid``; None when there was nothing to delete (still a success)."""
+    current = tx.read(rtype, rid)
+    if current is None or current.deleted:
+        return None
+    version = StoredVersion(rtype, rid, current.version_id + 1, now_instant(), True, None, "DELETE")
+    tx.write(version, None)
+    return Written(version, None, False)
+
+
+def current_resource(tx: Transaction, rtype: str, rid: str) -> tuple[StoredVersion, Json]:
+    current = tx.read(rtype, rid)
+    if current is None:
+        raise NotFoundError(f"{rtype}/{rid} does not exist", spine_code="RESOURCE_NOT_FOUND")
+    if current.deleted or current.body is None:
+        raise GoneError(f"{rtype}/{rid} was deleted", spine_code="RESOURCE_NOT_FOUND")
+    return current, fjson.loads(current.body)
+
+
+def matches(ctx: WriteContext, tx: Transaction, rtype: str, criteria: str) -> list[StoredVersion]:
+    """Up to two current resources matching conditional criteria (two is enough to know
+    the criteria are not selective)."""
+    if not criteria.strip():
+        raise InvalidError(
+            "Conditional criteria are empty: give search parameters, e.g. identifier=system|value",
+            spine_code="INVALID_SEARCH_DATA",
+        )
+    query = ctx.parse_criteria(rtype, criteria)
+    return tx.search(query).matches
+
+
+def single_match(ctx: WriteContext, tx: Transaction, rtype: str, criteria: str) -> StoredVersion | None:
+    found = matches(ctx, tx, rtype, criteria)
+    if len(found) > 1:
+        raise PreconditionFailedError(
+            f"The criteria '{criteria}' match more than one {rtype}; make them more selective",
+            spine_code="PRECONDITION_FAILED",
+        )
+    return found[0] if found else None
+
+
+def conditional_key(rtype: str, criteria: str) -> str:
+    """The lock key that serialises conditional writes with the same criteria."""
+    params = sorted(p for p in criteria.split("&") if p)
+    return f"cond:{rtype}?{'&'.join(params)}"
+
+
+def resource_key(rtype: str, rid: str) -> str:
+    return f"res:{rtype}/{rid}"
+
+
+__all__ = [
+    "WriteContext",
+    "Written",
+    "conditional_key",
+    "create",
+    "current_resource",
+    "delete",
+    "etag",
+    "matches",
+    "parse_etag",
+    "resource_key",
+    "single_match",
+    "update",
+]

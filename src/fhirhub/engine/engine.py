@@ -1,0 +1,271 @@
+"""The engine: one :class:`FhirRequest` in, one :class:`FhirResponse` out, with every
+error turned into an OperationOutcome here (nothing escapes to the web layer)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from fhirhub.config import Settings
+from fhirhub.engine import bundles, interactions, reading
+from fhirhub.engine.capabilities import capability_statement
+from fhirhub.engine.clock import instant_ago, now_instant
+from fhirhub.engine.crud import WriteContext
+from fhirhub.engine.formats import (
+    CONTENT_TYPE,
+    apply_view,
+    parse_body,
+    parse_elements,
+    render,
+    response_format,
+    summary_mode,
+)
+from fhirhub.engine.outcome import error_outcome, status_of
+from fhirhub.engine.request import FhirRequest, FhirResponse
+from fhirhub.engine.router import Route, route
+from fhirhub.errors import (
+    ConflictError,
+    FaultError,
+    FhirError,
+    InvalidError,
+    Issue,
+    NotFoundError,
+)
+from fhirhub.fhir import json as fjson
+from fhirhub.fhir.structure import check_resource
+from fhirhub.search.index import index_resource
+from fhirhub.search.parse import parse_search
+from fhirhub.search.types import SearchQuery
+from fhirhub.store import Store, open_store
+from fhirhub.store.base import RememberedResponse, Transaction
+
+log = logging.getLogger("fhirhub.engine")
+
+Validator = Callable[[Any, str | None], list[Issue]]
+
+
+@dataclass
+class WireResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Engine:
+    """FHIR interactions over one store. Thread-safe."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else open_store(settings)
+        self.validators: list[Validator] = [
+            lambda resource, rtype: check_resource(resource, expected_type=rtype)
+        ]
+        self.ctx = WriteContext(check=self.check, index=index_resource,
+                                parse_criteria=self._criteria_query)
+        self._handlers: dict[str, Callable[..., FhirResponse]] = {
+            "read": interactions.read,
+            "vread": interactions.vread,
+            "create": interactions.create,
+            "update": interactions.update,
+            "conditional-update": interactions.conditional_update,
+            "delete": interactions.delete,
+            "conditional-delete": interactions.conditional_delete,
+            "patch": interactions.patch,
+            "conditional-patch": interactions.conditional_patch,
+            "search-type": reading.search,
+            "search-system": reading.search,
+            "compartment": reading.search,
+            "history-instance": reading.history,
+            "history-type": reading.history,
+            "history-system": reading.history,
+            "capabilities": self._capabilities,
+            "transaction": self._bundle,
+            "operation": self._operation,
+        }
+
+    # -- the request cycle -----------------------------------------------------------------------
+
+    def respond(self, req: FhirRequest) -> WireResponse:
+        """Handle a request and render its response, never raising."""
+        try:
+            fmt = response_format(req.param("_format"), req.header("accept"))
+        except FhirError as error:
+            fmt = "json"
+            response = self.error_response(error)
+        else:
+            response = self.handle(req)
+        try:
+            return self._render(req, response, fmt)
+        except FhirError as error:
+            return self._render(req, self.error_response(error), "json")
+        except Exception:
+            log.exception("rendering failed for request %s", req.request_id)
+            return self._render(req, self.fault(req), "json")
+
+    def handle(self, req: FhirRequest) -> FhirResponse:
+        try:
+            return self.dispatch(req, route(req.method, req.path))
+        except FhirError as error:
+            return self.error_response(error)
+        except Exception:
+            log.exception("unhandled error for request %s", req.request_id)
+            return self.fault(req)
+
+    def dispatch(self, req: FhirRequest, r: Route, view: Any = None) -> FhirResponse:
+        handler = self._handlers[r.interaction]
+        return handler(view if view is not None else self, req, r)
+
+    def error_response(self, error: FhirError) -> FhirResponse:
+        return FhirResponse(status_of(error), resource=error_outcome(error),
+                            headers=dict(error.headers), elements_applicable=False)
+
+    def fault(self, req: FhirRequest) -> FhirResponse:
+        error = FaultError(
+            f"The server failed to handle this request; quote X-Request-ID {req.request_id} "
+            "when reporting it"
+        )
+        return self.error_response(error)
+
+    def _render(self, req: FhirRequest, response: FhirResponse, fmt: Any) -> WireResponse:
+        headers = dict(response.headers)
+        if req.method == "HEAD" or not response.has_body or response.status == 304:
+            return WireResponse(response.status, headers, b"")
+        resource, raw = response.resource, response.json_body
+        summary = summary_mode(req.param("_summary"))
+        elements = parse_elements(req.param("_elements"))
+        if response.elements_applicable and (summary is not None or elements is not None):
+            data = resource if resource is not None else fjson.loads(raw or b"{}")
+            resource, raw = apply_view(data, summary, elements), None
+        pretty = (req.param("_pretty") or "").lower() == "true"
+        headers["Content-Type"] = CONTENT_TYPE[fmt]
+        return WireResponse(response.status, headers, render(resource, raw, fmt, pretty))
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def write(self, req: FhirRequest, keys: Sequence[str],
+              work: Callable[[Transaction], FhirResponse]) -> FhirResponse:
+        """Run ``work`` in one transaction; a POST carrying an X-Request-ID is idempotent."""
+        request_id = req.client_request_id if req.method == "POST" else None
+        if not request_id:
+            with self.store.transaction(keys) as tx:
+                return work(tx)
+        digest = hashlib.sha256(req.body).hexdigest()
+        window = instant_ago(self.settings.idempotency_window_seconds)
+        with self.store.transaction([*keys, f"idem:{request_id}"]) as tx:
+            prior = tx.remembered(request_id, window)
+            if prior is not None:
+                return self._replay(prior, digest, request_id)
+            response = work(tx)
+            tx.remember(RememberedResponse(
+                request_id=request_id, body_digest=digest, status=response.status,
+                headers=response.headers, body=_json_of(response), created=now_instant(),
+            ))
+            return response
+
+    def _replay(self, prior: RememberedResponse, digest: str, request_id: str) -> FhirResponse:
+        if prior.body_digest != digest:
+            raise ConflictError(
+                f"X-Request-ID {request_id} was already used within the last "
+                f"{self.settings.idempotency_window_seconds // 3600} hours for a request with "
+                "a different body; send a new X-Request-ID for a new request",
+                spine_code="DUPLICATE_REJECTED", issue_code="duplicate",
+            )
+        headers = {**prior.headers, "X-Idempotent-Replay": "true"}
+        return FhirResponse(prior.status, json_body=prior.body or None, headers=headers)
+
+    def check(self, resource: Any, expected_type: str | None) -> None:
+        """Raise InvalidError carrying every issue the validators find."""
+        issues = [i for v in self.validators for i in v(resource, expected_type)]
+        errors = [i for i in issues if i.severity in ("error", "fatal")]
+        if errors:
+            first = errors[0]
+            raise InvalidError(
+                first.diagnostics, issue_code=first.code,
+                spine_code=first.spine_code or "INVALID_RESOURCE",
+                expression=first.expression, issues=errors[1:],
+            )
+
+    # -- search helpers -----------------------------------------------------------------------------
+
+    def parse_search(self, types: tuple[str, ...], params: list[tuple[str, str]],
+                     strict: bool) -> tuple[SearchQuery, list[Issue]]:
+        return parse_search(types, params, strict=strict,
+                            default_count=self.settings.default_page_size,
+                            max_count=self.settings.max_page_size)
+
+    def _criteria_query(self, rtype: str, criteria: str) -> SearchQuery:
+        from dataclasses import replace
+        from urllib.parse import parse_qsl
+
+        params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
+        query, issues = self.parse_search((rtype,), params, strict=True)
+        errors = [i for i in issues if i.severity in ("error", "fatal")]
+        if errors:
+            raise InvalidError(f"Conditional criteria '{criteria}': {errors[0].diagnostics}",
+                               spine_code="INVALID_SEARCH_DATA")
+        return replace(query, count=2, total="none", includes=(), sort=())
+
+    def page_size(self, raw: str | None) -> int:
+        if raw is None:
+            return self.settings.default_page_size
+        if not raw.isdigit():
+            raise InvalidError(f"_count={raw!r} is not a whole number", spine_code="INVALID_VALUE")
+        return max(1, min(int(raw), self.settings.max_page_size))
+
+    def used_params(self, query: SearchQuery, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The parameters the search really applied, for its self link."""
+        applied = {p.param for p in query.predicates}
+        special = {"_sort", "_count", "_include", "_revinclude", "_total", "_summary",
+                   "_elements", "_type", "_format"}
+        out: list[tuple[str, str]] = []
+        for key, value in params:
+            name = key.split(":")[0].split(".")[0]
+            if name in applied or name in special or key.startswith("_has"):
+                out.append((key, value))
+        return out
+
+    # -- system level -------------------------------------------------------------------------------
+
+    @cached_property
+    def _capability_json(self) -> bytes:
+        return fjson.dumps(capability_statement("", now_instant()))
+
+    def _capabilities(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:
+        statement = fjson.loads(self._capability_json)
+        statement["implementation"]["url"] = req.base_url
+        return FhirResponse(200, resource=statement)
+
+    def _bundle(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:
+        body = parse_body(req.body, req.header("content-type"))
+        if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+            raise InvalidError("POST to the server base takes a batch or transaction Bundle",
+                               spine_code="INVALID_REQUEST")
+        # The Bundle's own shape is checked here; each entry's resource is checked by the
+        # interaction it goes to, so a batch can fail one entry and keep the others.
+        entries = body.get("entry")
+        shell = body
+        if isinstance(entries, list):
+            shell = {**body, "entry": [
+                {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
+                for e in entries
+            ]}
+        self.check(shell, "Bundle")
+        return bundles.process(self, req, body)
+
+    def _operation(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:
+        where = "/".join(x for x in (r.resource_type, r.id) if x) or "the server"
+        raise NotFoundError(f"The operation ${r.operation} is not supported on {where}",
+                            spine_code="INVALID_REQUEST", issue_code="not-supported")
+
+
+def _json_of(response: FhirResponse) -> bytes:
+    if response.resource is not None:
+        return fjson.dumps(response.resource)
+    return response.json_body or b""
+
+
+__all__ = ["Engine", "WireResponse"]

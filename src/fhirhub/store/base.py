@@ -1,0 +1,143 @@
+"""The storage contract every backend implements, and tests run against each of them.
+
+A store keeps every version of every resource, the current version's search index, and
+the responses remembered for idempotent retries. It knows nothing of HTTP or of FHIR
+interactions: the engine decides what to write; the store writes it atomically.
+
+Writes happen inside :meth:`Store.transaction`, a unit of work that commits on a clean exit
+and rolls back on an exception. ``lock_keys`` serialise writers that must not interleave
+(two conditional creates with the same criteria, two updates of one resource): each backend
+honours them its own way (SQLite takes the database write lock; PostgreSQL takes
+transaction-scoped advisory locks), so the engine never needs to know which.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from fhirhub.search.types import IndexRows, SearchQuery
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One version of one resource as stored."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: str  # FHIR instant, UTC, e.g. 2026-11-24T05:40:00.123456Z
+    deleted: bool
+    body: bytes | None  # the resource's JSON (meta filled in); None for a deletion
+    method: str = "PUT"  # POST, PUT, PATCH or DELETE: how this version came to be
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    versions: list[StoredVersion]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    matches: list[StoredVersion]
+    included: list[StoredVersion]
+    total: int | None
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RememberedResponse:
+    """A response kept so that a retried POST with the same X-Request-ID gets it again."""
+
+    request_id: str
+    body_digest: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    created: str
+
+
+class Reader(abc.ABC):
+    """What can be read, both outside and inside a transaction."""
+
+    @abc.abstractmethod
+    def read(self, resource_type: str, resource_id: str) -> StoredVersion | None:
+        """The current version (possibly a deletion), or None if it never existed."""
+
+    @abc.abstractmethod
+    def vread(self, resource_type: str, resource_id: str, version_id: int) -> StoredVersion | None:
+        """One version, or None."""
+
+    @abc.abstractmethod
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Current, non-deleted resources matching ``query``, one page of them."""
+
+    @abc.abstractmethod
+    def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        *,
+        since: str | None = None,
+        at: str | None = None,
+        count: int = 20,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        """Versions newest first: of one resource, one type (resource_type only) or all."""
+
+
+class Transaction(Reader):
+    """A unit of work: reads see its own writes; everything commits or nothing does."""
+
+    @abc.abstractmethod
+    def write(self, version: StoredVersion, index: IndexRows | None) -> None:
+        """Add ``version`` to history and make it current, replacing the search index
+        (``index`` None or the version a deletion: the resource leaves the index)."""
+
+    @abc.abstractmethod
+    def remembered(self, request_id: str, not_before: str) -> RememberedResponse | None:
+        """The response remembered for ``request_id`` since ``not_before``, if any."""
+
+    @abc.abstractmethod
+    def remember(self, response: RememberedResponse) -> None:
+        """Remember a response for an idempotent retry (replacing an expired one)."""
+
+
+class Store(Reader):
+    """A backend. Thread-safe: one instance serves every thread of a process."""
+
+    backend: str = "abstract"
+
+    @abc.abstractmethod
+    def transaction(self, lock_keys: Sequence[str] = ()) -> AbstractContextManager[Transaction]:
+        """A write transaction holding ``lock_keys`` until it ends."""
+
+    @abc.abstractmethod
+    def count(self, resource_type: str | None = None) -> int:
+        """How many current, non-deleted resources (of one type, or all)."""
+
+    @abc.abstractmethod
+    def iter_current(self, resource_type: str | None = None) -> Iterator[StoredVersion]:
+        """Every current non-deleted version (reindexing, export)."""
+
+    @abc.abstractmethod
+    def purge_remembered(self, before: str) -> int:
+        """Forget idempotency records older than ``before``; returns how many."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+
+__all__ = [
+    "HistoryPage",
+    "Reader",
+    "RememberedResponse",
+    "SearchPage",
+    "Store",
+    "StoredVersion",
+    "Transaction",
+]

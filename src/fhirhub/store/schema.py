@@ -1,0 +1,97 @@
+"""The tables, the same on every backend but for a few type names.
+
+``resources`` holds the current version of each resource (its body too, so a read is one
+primary-key lookup); ``history`` holds every version, in commit order (``seq``). The
+``idx_*`` tables hold the search index of current versions only. Timestamps are
+fixed-width UTC ISO text so that text order is time order on both backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    blob: str
+    serial_pk: str
+    real: str
+    text: str  # byte-order collation on both, so that both sort and compare alike
+
+
+SQLITE = Dialect("sqlite", "BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "TEXT")
+POSTGRES = Dialect(
+    "postgresql", "BYTEA", "BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", 'TEXT COLLATE "C"'
+)
+
+INDEX_TABLES: dict[str, tuple[str, ...]] = {
+    "idx_token": ("param", "system", "code", "text"),
+    "idx_string": ("param", "norm", "exact"),
+    "idx_reference": ("param", "ref_type", "ref_id", "url"),
+    "idx_date": ("param", "lo", "hi"),
+    "idx_number": ("param", "lo", "hi"),
+    "idx_quantity": ("param", "lo", "hi", "system", "code", "unit"),
+    "idx_uri": ("param", "value"),
+}
+
+
+def ddl(d: Dialect) -> list[str]:
+    """Statements creating every table and index (idempotent)."""
+    t = d.text
+    key = "res_type TEXT NOT NULL, res_id TEXT NOT NULL"
+    stmts = [
+        "CREATE TABLE IF NOT EXISTS fhirhub_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS resources (
+            {key}, version_id INTEGER NOT NULL, last_updated TEXT NOT NULL,
+            deleted SMALLINT NOT NULL, body {d.blob},
+            PRIMARY KEY (res_type, res_id))""",
+        "CREATE INDEX IF NOT EXISTS resources_updated ON resources (res_type, last_updated, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS history (
+            seq {d.serial_pk}, {key}, version_id INTEGER NOT NULL, last_updated TEXT NOT NULL,
+            method TEXT NOT NULL, deleted SMALLINT NOT NULL, body {d.blob},
+            UNIQUE (res_type, res_id, version_id))""",
+        "CREATE INDEX IF NOT EXISTS history_type ON history (res_type, seq)",
+        "CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated)",
+        f"""CREATE TABLE IF NOT EXISTS idx_token ({key}, param TEXT NOT NULL,
+            system TEXT, code TEXT, text TEXT)""",
+        "CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (res_type, param, code, system)",
+        "CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (res_type, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS idx_string ({key}, param TEXT NOT NULL,
+            norm TEXT NOT NULL, exact TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS idx_string_norm ON idx_string (res_type, param, norm)",
+        "CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (res_type, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS idx_reference ({key}, param TEXT NOT NULL,
+            ref_type TEXT, ref_id TEXT, url TEXT)""",
+        "CREATE INDEX IF NOT EXISTS idx_reference_target"
+        " ON idx_reference (ref_id, ref_type, param, res_type)",
+        "CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (res_type, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS idx_date ({key}, param TEXT NOT NULL,
+            lo TEXT NOT NULL, hi TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS idx_date_lo ON idx_date (res_type, param, lo)",
+        "CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (res_type, param, hi)",
+        "CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (res_type, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS idx_number ({key}, param TEXT NOT NULL,
+            lo {d.real} NOT NULL, hi {d.real} NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS idx_number_lo ON idx_number (res_type, param, lo)",
+        "CREATE INDEX IF NOT EXISTS idx_number_res ON idx_number (res_type, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS idx_quantity ({key}, param TEXT NOT NULL,
+            lo {d.real} NOT NULL, hi {d.real} NOT NULL, system TEXT, code TEXT, unit TEXT)""",
+        "CREATE INDEX IF NOT EXISTS idx_quantity_lo ON idx_quantity (res_type, param, lo)",
+        "CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (res_type, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS idx_uri ({key}, param TEXT NOT NULL,
+            value TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (res_type, param, value)",
+        "CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (res_type, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS idempotency (
+            request_id TEXT PRIMARY KEY, body_digest TEXT NOT NULL, status INTEGER NOT NULL,
+            headers TEXT NOT NULL, body {d.blob} NOT NULL, created TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created)",
+    ]
+    # Every other TEXT column gets the dialect's collation too.
+    return [s.replace(" TEXT", f" {t}") if t != "TEXT" else s for s in stmts]
+
+
+__all__ = ["INDEX_TABLES", "POSTGRES", "SCHEMA_VERSION", "SQLITE", "Dialect", "ddl"]

@@ -1,0 +1,252 @@
+"""The SQL both backends share: one :class:`SqlSession` over one open connection.
+
+A session runs the contract's reads and writes with ``?`` placeholders; the PostgreSQL
+backend's connection adapter rewrites them to ``%s``. Backend classes only open
+connections, begin and end transactions and take locks.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple
+from typing import Any, Protocol
+
+import orjson
+
+from fhirhub.search.types import IndexRows, SearchQuery
+from fhirhub.store.base import (
+    HistoryPage,
+    RememberedResponse,
+    SearchPage,
+    StoredVersion,
+    Transaction,
+)
+from fhirhub.store.search_sql import SearchCompiler
+
+
+class Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """The little of DB-API both sqlite3 and our psycopg adapter provide."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
+
+
+_COLUMNS = "res_type, res_id, version_id, last_updated, deleted, body"
+_INSERTS = {
+    "token": "INSERT INTO idx_token (res_type, res_id, param, system, code, text)"
+             " VALUES (?, ?, ?, ?, ?, ?)",
+    "string": "INSERT INTO idx_string (res_type, res_id, param, norm, exact) VALUES (?, ?, ?, ?, ?)",
+    "reference": "INSERT INTO idx_reference (res_type, res_id, param, ref_type, ref_id, url)"
+                 " VALUES (?, ?, ?, ?, ?, ?)",
+    "date": "INSERT INTO idx_date (res_type, res_id, param, lo, hi) VALUES (?, ?, ?, ?, ?)",
+    "number": "INSERT INTO idx_number (res_type, res_id, param, lo, hi) VALUES (?, ?, ?, ?, ?)",
+    "quantity": "INSERT INTO idx_quantity (res_type, res_id, param, lo, hi, system, code, unit)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "uri": "INSERT INTO idx_uri (res_type, res_id, param, value) VALUES (?, ?, ?, ?)",
+}
+_NUMERIC_KINDS = ("number", "quantity")
+
+
+def row_to_version(row: Sequence[Any], method: str = "PUT") -> StoredVersion:
+    body = row[5]
+    return StoredVersion(
+        resource_type=row[0],
+        id=row[1],
+        version_id=int(row[2]),
+        last_updated=row[3],
+        deleted=bool(row[4]),
+        body=bytes(body) if body is not None else None,
+        method=method,
+    )
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    if not isinstance(value, list):
+        raise ValueError("cursor is not a list")
+    return value
+
+
+class SqlSession(Transaction):
+    """Contract reads and writes over one connection (inside or outside a transaction)."""
+
+    def __init__(self, conn: Connection, compiler: SearchCompiler) -> None:
+        self.conn = conn
+        self.compiler = compiler
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def read(self, resource_type: str, resource_id: str) -> StoredVersion | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM resources WHERE res_type = ? AND res_id = ?",
+            (resource_type, resource_id),
+        ).fetchone()
+        return None if row is None else row_to_version(row)
+
+    def vread(self, resource_type: str, resource_id: str, version_id: int) -> StoredVersion | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS}, method FROM history"
+            " WHERE res_type = ? AND res_id = ? AND version_id = ?",
+            (resource_type, resource_id, version_id),
+        ).fetchone()
+        return None if row is None else row_to_version(row, row[6])
+
+    def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        *,
+        since: str | None = None,
+        at: str | None = None,
+        count: int = 20,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        where: list[str] = []
+        params: list[Any] = []
+        if resource_type is not None:
+            where.append("h.res_type = ?")
+            params.append(resource_type)
+        if resource_id is not None:
+            where.append("h.res_id = ?")
+            params.append(resource_id)
+        if since is not None:
+            where.append("h.last_updated >= ?")
+            params.append(since)
+        if at is not None:
+            # The version current at ``at``: written by then and not yet replaced by then.
+            where.append("h.last_updated <= ?")
+            where.append(
+                "NOT EXISTS (SELECT 1 FROM history n WHERE n.res_type = h.res_type"
+                " AND n.res_id = h.res_id AND n.version_id > h.version_id"
+                " AND n.last_updated <= ?)"
+            )
+            params.extend([at, at])
+        if cursor is not None:
+            where.append("h.seq < ?")
+            params.append(int(cursor))
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        rows = self.conn.execute(
+            f"SELECT h.res_type, h.res_id, h.version_id, h.last_updated, h.deleted, h.body,"
+            f" h.method, h.seq FROM history h {clause} ORDER BY h.seq DESC LIMIT ?",
+            (*params, count + 1),
+        ).fetchall()
+        versions = [row_to_version(r, r[6]) for r in rows[:count]]
+        next_cursor = str(rows[count - 1][7]) if len(rows) > count else None
+        return HistoryPage(versions, next_cursor)
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        compiled = self.compiler.compile(query)
+        rows = self.conn.execute(compiled.sql, compiled.params).fetchall()
+        page = rows[: query.count]
+        matches = [row_to_version(r) for r in page]
+        next_cursor = None
+        if len(rows) > query.count and page:
+            next_cursor = encode_cursor(compiled.cursor_values(page[-1]))
+        total = None
+        if query.total in ("accurate", "estimate"):
+            count_sql, count_params = self.compiler.count(query)
+            total = int(self.conn.execute(count_sql, count_params).fetchone()[0])
+        included = self._included(query, matches)
+        return SearchPage(matches, included, total, next_cursor)
+
+    def _included(self, query: SearchQuery, matches: list[StoredVersion]) -> list[StoredVersion]:
+        if not query.includes or not matches:
+            return []
+        seen = {(m.resource_type, m.id) for m in matches}
+        found: list[StoredVersion] = []
+        frontier = list(seen)
+        for depth in range(4):  # :iterate is followed a bounded number of rounds
+            new: list[StoredVersion] = []
+            for include in query.includes:
+                if depth > 0 and not include.iterate:
+                    continue
+                sql, params = self.compiler.include(include, frontier)
+                for row in self.conn.execute(sql, params).fetchall():
+                    key = (row[0], row[1])
+                    if key not in seen:
+                        seen.add(key)
+                        new.append(row_to_version(row))
+            if not new:
+                break
+            found.extend(new)
+            frontier = [(v.resource_type, v.id) for v in new]
+        return found
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def write(self, version: StoredVersion, index: IndexRows | None) -> None:
+        v = version
+        deleted = 1 if v.deleted else 0
+        self.conn.execute(
+            "INSERT INTO history (res_type, res_id, version_id, last_updated, method, deleted,"
+            " body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (v.resource_type, v.id, v.version_id, v.last_updated, v.method, deleted, v.body),
+        )
+        self.conn.execute(
+            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (res_type, res_id) DO UPDATE SET version_id = excluded.version_id,"
+            " last_updated = excluded.last_updated, deleted = excluded.deleted,"
+            " body = excluded.body",
+            (v.resource_type, v.id, v.version_id, v.last_updated, deleted, v.body),
+        )
+        if v.version_id > 1:
+            for table in ("token", "string", "reference", "date", "number", "quantity", "uri"):
+                self.conn.execute(
+                    f"DELETE FROM idx_{table} WHERE res_type = ? AND res_id = ?",
+                    (v.resource_type, v.id),
+                )
+        if index is not None and not v.deleted:
+            self._write_index(v.resource_type, v.id, index)
+
+    def _write_index(self, resource_type: str, resource_id: str, index: IndexRows) -> None:
+        for kind, sql in _INSERTS.items():
+            rows: list[Any] = getattr(index, kind)
+            if not rows:
+                continue
+            if kind in _NUMERIC_KINDS:
+                values = [
+                    (resource_type, resource_id, r.param, float(r.lo), float(r.hi),
+                     *astuple(r)[3:])
+                    for r in rows
+                ]
+            else:
+                values = [(resource_type, resource_id, *astuple(r)) for r in rows]
+            self.conn.executemany(sql, values)
+
+    def remembered(self, request_id: str, not_before: str) -> RememberedResponse | None:
+        row = self.conn.execute(
+            "SELECT request_id, body_digest, status, headers, body, created FROM idempotency"
+            " WHERE request_id = ? AND created >= ?",
+            (request_id, not_before),
+        ).fetchone()
+        if row is None:
+            return None
+        return RememberedResponse(
+            request_id=row[0], body_digest=row[1], status=int(row[2]),
+            headers=orjson.loads(row[3]), body=bytes(row[4]), created=row[5],
+        )
+
+    def remember(self, response: RememberedResponse) -> None:
+        r = response
+        self.conn.execute(
+            "INSERT INTO idempotency (request_id, body_digest, status, headers, body, created)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET"
+            " body_digest = excluded.body_digest, status = excluded.status,"
+            " headers = excluded.headers, body = excluded.body, created = excluded.created",
+            (r.request_id, r.body_digest, r.status, orjson.dumps(r.headers).decode(), r.body,
+             r.created),
+        )
+
+
+__all__ = ["Connection", "SqlSession", "decode_cursor", "encode_cursor", "row_to_version"]

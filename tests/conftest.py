@@ -1,0 +1,87 @@
+"""Shared fixtures: a store of each backend, an engine and an HTTP client over each.
+
+PostgreSQL tests use a fresh database per test session on FHIRHUB_TEST_PG (default
+postgresql://postgres@127.0.0.1:5432/postgres). When PostgreSQL cannot be reached they
+skip on a developer machine, but FAIL when the CI variable is set: CI must run them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from starlette.testclient import TestClient
+
+from fhirhub.config import Settings
+from fhirhub.store import Store, open_store
+
+PG_ADMIN_URL = os.environ.get("FHIRHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _pg_unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is required in CI but unavailable: {reason}")
+    pytest.skip(f"PostgreSQL unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session; its URL."""
+    name = f"fhirhub_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        _pg_unavailable(str(exc).strip())
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+def _truncate_pg(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+        if tables:
+            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings for an empty database of each backend."""
+    if request.param == "sqlite":
+        return Settings(database_url=f"sqlite:///{tmp_path}/fhirhub.sqlite3")
+    url: str = request.getfixturevalue("pg_database")
+    _truncate_pg(url)
+    return Settings(database_url=url, pg_pool_size=8)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    s = open_store(settings)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """An HTTP client on a fresh server of each backend (base http://testserver/fhir)."""
+    from fhirhub.api import create_app
+
+    app = create_app(settings)
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c
