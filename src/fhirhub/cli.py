@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -80,6 +81,7 @@ def import_(files: tuple[Path, ...], database_url: str | None, group: int) -> No
     logging.basicConfig(level=logging.WARNING)
     console = Console(stderr=True)
     engine = Engine(_settings(database_url=database_url))
+    gc.freeze()  # the definitions live for the whole run: keep them out of GC scans
     started = time.perf_counter()
     totals: dict[str, int] = {}
     errors: list[str] = []

@@ -236,7 +236,7 @@ def test_add_to_a_repeating_element_appends() -> None:
 def test_a_value_of_the_wrong_type_is_unprocessable() -> None:
     patch = _patch(_op("replace", "Observation.status", value={"valueString": "final"}))
     with pytest.raises(UnprocessableError, match=(
-        "Observation.status is a code, so the value must be a valueCode, not a valueString"
+        r"Observation\.status is a code, so the value must be a valueCode, not a valueString"
     )):
         apply_fhirpath_patch(OBSERVATION, patch)
 
@@ -266,7 +266,8 @@ def test_delete_picks_by_filter_and_keeps_primitive_extensions_aligned() -> None
         "given": ["Peter", "James", "Jim"],
         "_given": [None, {"extension": [{"url": "http://x", "valueString": "y"}]}, None],
     }]}
-    result = apply_fhirpath_patch(patient, _patch(_op("delete", "Patient.name.given.where($this = 'Peter')")))
+    patch = _patch(_op("delete", "Patient.name.given.where($this = 'Peter')"))
+    result = apply_fhirpath_patch(patient, patch)
     assert result["name"][0] == {
         "given": ["James", "Jim"],
         "_given": [{"extension": [{"url": "http://x", "valueString": "y"}]}, None],
@@ -310,7 +311,8 @@ def test_a_path_that_leaves_the_resource_is_unprocessable() -> None:
 
 @pytest.mark.parametrize(("parameters", "message"), [
     ({"resourceType": "Patient"}, r"must be a Parameters resource"),
-    (_patch(_op("remove", "Observation.status")), r"parameter\[0\]: the operation type is 'remove'"),
+    (_patch(_op("remove", "Observation.status")),
+     r"parameter\[0\]: the operation type is 'remove'"),
     (_patch(_op("add", "Observation", value={"valueCode": "x"})), r"add needs a 'name' part"),
     (_patch([*_op("delete", "Observation.status"), {"name": "colour", "valueString": "x"}]),
      r"parameter\[0\]\.part\[2\]: unknown part 'colour'"),

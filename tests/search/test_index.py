@@ -141,6 +141,12 @@ def test_codeable_concept_gives_a_row_per_coding_with_its_display_as_text() -> N
     ]
 
 
+def test_codeable_concept_text_is_searchable_when_no_coding_has_a_code() -> None:
+    rows = index_resource({"resourceType": "ServiceRequest", "bodySite": [
+        {"coding": [{"display": "Right arm"}], "text": "Right arm"}]})
+    assert rows_of(rows.token, "body-site") == [TokenRow("body-site", None, None, "right arm")]
+
+
 def test_identifier_gives_system_and_value_and_an_of_type_row() -> None:
     rows = index_resource({"resourceType": "Patient", "identifier": [{
         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
@@ -318,11 +324,10 @@ def test_timing_gives_the_outer_limits_of_its_events() -> None:
         DateRow("activity-date", "2021-01-02T00:00:00.000000", "2021-03-05T23:59:59.999999")]
 
 
-def test_last_updated_comes_from_meta() -> None:
+def test_last_updated_gives_no_row_because_stores_keep_it_in_a_column() -> None:
     rows = index_resource({"resourceType": "Patient",
                            "meta": {"lastUpdated": "2024-01-02T03:04:05.678+00:00"}})
-    assert rows_of(rows.date, "_lastUpdated") == [
-        DateRow("_lastUpdated", "2024-01-02T03:04:05.678000", "2024-01-02T03:04:05.678999")]
+    assert rows_of(rows.date, "_lastUpdated") == []
 
 
 def test_malformed_date_gives_no_row() -> None:

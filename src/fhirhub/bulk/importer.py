@@ -68,6 +68,7 @@ class Importer:
         self.progress = progress or (lambda n: None)
         self.report = ImportReport()
         self._pending: list[tuple[int, Json]] = []
+        self._known: dict[str, str] = {}  # urn fullUrl -> Type/id, across lines and files
 
     def run(self, path: Path) -> ImportReport:
         for number, line in iter_lines(path):
@@ -103,6 +104,8 @@ class Importer:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        if self._known:
+            pending = [(n, _rewrite_refs(r, self._known)) for n, r in pending]
         bundle = _transaction([r for _, r in pending])
         try:
             self._bundle(pending[0][0], bundle, quiet=True)
@@ -114,7 +117,7 @@ class Importer:
                     self.report.errors.append(f"line {number}: {error.diagnostics}")
 
     def _bundle(self, number: int, bundle: Json, quiet: bool = False) -> None:
-        request = FhirRequest(method="POST", path="", body=fjson.dumps(bundle),
+        request = FhirRequest(method="POST", path="", parsed=bundle,
                               headers={"content-type": "application/fhir+json",
                                        "prefer": "return=minimal"},
                               base_url="", request_id=f"import-{number}")
@@ -127,13 +130,19 @@ class Importer:
                 raise InvalidError(message)
             self.report.errors.append(f"line {number}: {message}")
             return
-        for entry in (response.resource or {}).get("entry", []):
+        sent = bundle.get("entry") or []
+        for i, entry in enumerate((response.resource or {}).get("entry", [])):
             location = entry.get("response", {}).get("location", "")
             status = entry.get("response", {}).get("status", "")
             if status.startswith("2") and location:
-                self.report.resources[location.strip("/").split("/")[0]] += 1
+                target = "/".join(location.strip("/").split("/")[:2])
+                self.report.resources[target.split("/")[0]] += 1
+                full_url = sent[i].get("fullUrl") if i < len(sent) else None
+                if isinstance(full_url, str) and full_url.startswith("urn:"):
+                    self._known[full_url] = target
             elif not status.startswith("2"):
                 self.report.errors.append(f"line {number}: an entry failed with {status}")
+
 
 
 def _keep_ids(bundle: Json) -> Json:
@@ -151,6 +160,17 @@ def _keep_ids(bundle: Json) -> Json:
         else:
             entries.append(entry)
     return {**bundle, "entry": entries}
+
+
+def _rewrite_refs(node: Any, known: dict[str, str]) -> Any:
+    """Rewrite references to the ``urn:uuid`` fullUrls of earlier transaction Bundles (a
+    Synthea Group names its patients by the fullUrls they had in their own Bundles)."""
+    if isinstance(node, dict):
+        return {k: (known.get(v, v) if k == "reference" and isinstance(v, str)
+                    else _rewrite_refs(v, known)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rewrite_refs(v, known) for v in node]
+    return node
 
 
 def _transaction(resources: list[Json]) -> Json:

@@ -116,9 +116,9 @@ def _sub_request(req: FhirRequest, entry: _Entry, body: Json | None) -> FhirRequ
         headers["prefer"] = req.headers["prefer"]
     return FhirRequest(
         method=entry.method, path=entry.path, query=entry.query, headers=headers,
-        body=fjson.dumps(body) if body is not None else b"", base_url=req.base_url,
-        request_id=req.request_id, correlation_id=req.correlation_id,
-        client_ip=req.client_ip, assigned_id=entry.assigned_id,
+        body=b"", base_url=req.base_url, request_id=req.request_id,
+        correlation_id=req.correlation_id, client_ip=req.client_ip,
+        assigned_id=entry.assigned_id, parsed=body,
     )
 
 

@@ -69,15 +69,32 @@ def _stamp(resource: Json, rid: str, version_id: int, now: str, method: str) -> 
     return ordered, StoredVersion(ordered["resourceType"], rid, version_id, now, False, body, method)
 
 
-def create(ctx: WriteContext, tx: Transaction, resource: Json, rtype: str,
-           rid: str | None = None) -> Written:
+@dataclass
+class Prepared:
+    """A new resource made ready outside the transaction: the CPU work (checks, JSON,
+    index rows) is done before the database write lock is taken."""
+
+    written: Written
+    index: IndexRows
+
+    def write(self, tx: Transaction) -> Written:
+        tx.write(self.written.version, self.index)
+        return self.written
+
+
+def prepare_create(ctx: WriteContext, resource: Json, rtype: str,
+                   rid: str | None = None) -> Prepared:
     """A new resource with a server id (``rid`` is given only when a transaction assigned
     one for a urn:uuid entry)."""
     ctx.check(resource, rtype)
     new_id = rid or str(uuid.uuid4())
     stamped, version = _stamp(resource, new_id, 1, now_instant(), "POST")
-    tx.write(version, ctx.index(stamped))
-    return Written(version, stamped, True)
+    return Prepared(Written(version, stamped, True), ctx.index(stamped))
+
+
+def create(ctx: WriteContext, tx: Transaction, resource: Json, rtype: str,
+           rid: str | None = None) -> Written:
+    return prepare_create(ctx, resource, rtype, rid).write(tx)
 
 
 def update(ctx: WriteContext, tx: Transaction, rtype: str, rid: str, resource: Json,
@@ -171,6 +188,7 @@ def resource_key(rtype: str, rid: str) -> str:
 
 
 __all__ = [
+    "Prepared",
     "WriteContext",
     "Written",
     "conditional_key",
@@ -180,6 +198,7 @@ __all__ = [
     "etag",
     "matches",
     "parse_etag",
+    "prepare_create",
     "resource_key",
     "single_match",
     "update",

@@ -38,7 +38,7 @@ from fhirhub.errors import (
 from fhirhub.fhir import json as fjson
 from fhirhub.fhir.structure import check_resource
 from fhirhub.search.index import index_resource
-from fhirhub.search.parse import parse_search
+from fhirhub.search.parse import canonical_params, parse_search
 from fhirhub.search.types import SearchQuery
 from fhirhub.store import Store, open_store
 from fhirhub.store.base import RememberedResponse, Transaction
@@ -66,6 +66,7 @@ class Engine:
         ]
         self.ctx = WriteContext(check=self.check, index=index_resource,
                                 parse_criteria=self._criteria_query)
+        warm_up()
         self._handlers: dict[str, Callable[..., FhirResponse]] = {
             "read": interactions.read,
             "vread": interactions.vread,
@@ -217,16 +218,10 @@ class Engine:
         return max(1, min(int(raw), self.settings.max_page_size))
 
     def used_params(self, query: SearchQuery, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The parameters the search really applied, for its self link."""
-        applied = {p.param for p in query.predicates}
-        special = {"_sort", "_count", "_include", "_revinclude", "_total", "_summary",
-                   "_elements", "_type", "_format"}
-        out: list[tuple[str, str]] = []
-        for key, value in params:
-            name = key.split(":")[0].split(".")[0]
-            if name in applied or name in special or key.startswith("_has"):
-                out.append((key, value))
-        return out
+        """The parameters the search really applied, for its self link: the query written
+        back (unknown or dropped parameters do not appear), plus the result parameters."""
+        kept = [(k, v) for k, v in params if k in ("_type", "_summary", "_elements", "_format")]
+        return [*canonical_params(query), *kept]
 
     # -- system level -------------------------------------------------------------------------------
 
@@ -240,7 +235,8 @@ class Engine:
         return FhirResponse(200, resource=statement)
 
     def _bundle(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:
-        body = parse_body(req.body, req.header("content-type"))
+        body = req.parsed if req.parsed is not None else \
+            parse_body(req.body, req.header("content-type"))
         if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
             raise InvalidError("POST to the server base takes a batch or transaction Bundle",
                                spine_code="INVALID_REQUEST")
@@ -260,6 +256,15 @@ class Engine:
         where = "/".join(x for x in (r.resource_type, r.id) if x) or "the server"
         raise NotFoundError(f"The operation ${r.operation} is not supported on {where}",
                             spine_code="INVALID_REQUEST", issue_code="not-supported")
+
+
+def warm_up() -> None:
+    """Load the definitions now (start-up), not on the first request."""
+    from fhirhub.fhir.model import element_model
+    from fhirhub.search.registry import registry
+
+    element_model()
+    registry()
 
 
 def _json_of(response: FhirResponse) -> bytes:

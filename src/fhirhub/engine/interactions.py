@@ -26,7 +26,7 @@ Json = dict[str, Any]
 
 
 def _resource_body(req: FhirRequest) -> Json:
-    body = parse_body(req.body, req.header("content-type"))
+    body = req.parsed if req.parsed is not None else parse_body(req.body, req.header("content-type"))
     if not isinstance(body, dict):
         raise InvalidError("The body must be a FHIR resource (a JSON object)",
                            issue_code="structure", spine_code="INVALID_REQUEST")
@@ -90,6 +90,7 @@ def create(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     resource = _resource_body(req)
     criteria = req.header("if-none-exist")
     keys = [crud.conditional_key(rtype, criteria)] if criteria else []
+    prepared = crud.prepare_create(engine.ctx, resource, rtype, req.assigned_id)
 
     def work(tx: Any) -> FhirResponse:
         if criteria:
@@ -98,8 +99,7 @@ def create(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
                 headers = version_headers(existing, req.base_url, location=True)
                 found = FhirResponse(200, json_body=existing.body, headers=headers)
                 return shaped(req, found, f"{rtype}/{existing.id} already matches; not created")
-        written = crud.create(engine.ctx, tx, resource, rtype, req.assigned_id)
-        return written_response(req, written, status=201)
+        return written_response(req, prepared.write(tx), status=201)
 
     return engine.write(req, keys, work)
 
@@ -202,7 +202,8 @@ def _patch_body(req: FhirRequest) -> tuple[str, Any]:
     if media in ("application/json-patch+json",):
         return "json-patch", fjson.loads(req.body) if req.body.strip() else _empty()
     if media in JSON_TYPES or media in ("application/fhir+xml", "application/xml", "xml"):
-        body = parse_body(req.body, req.header("content-type"))
+        body = req.parsed if req.parsed is not None else \
+            parse_body(req.body, req.header("content-type"))
         if isinstance(body, dict) and body.get("resourceType") == "Parameters":
             return "fhirpath-patch", body
         if isinstance(body, list) and media in JSON_TYPES:

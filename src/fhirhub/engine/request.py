@@ -18,6 +18,7 @@ class FhirRequest:
     correlation_id: str | None = None
     client_ip: str | None = None
     assigned_id: str | None = None  # a transaction's id for a POST entry (urn:uuid targets)
+    parsed: Any = None  # the body already parsed (Bundle entries), so it is not parsed twice
 
     @property
     def client_request_id(self) -> str | None:

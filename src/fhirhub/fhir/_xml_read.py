@@ -89,6 +89,8 @@ class _Frame:
 
 
 class _Reader:
+    """Turns the expat events of one document into its FHIR JSON, with a stack of frames."""
+
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.model = element_model()

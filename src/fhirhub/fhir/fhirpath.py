@@ -20,8 +20,14 @@ options); the engine's code is never patched, and none of its functions is repla
   computed dates, times and quantities come back as their FHIR JSON form, never as engine
   objects, the same shapes that navigating a resource returns.
 * ``trace()`` goes to the ``fhirhub.fhirpath`` logger instead of standard output.
+* **Strict syntax**: expressions are parsed with the engine's own grammar and refused at the
+  first syntax error; the engine alone recovers silently (``Patient..name`` "works"). A
+  keyword used as a member name after a ``.`` (``Patient.text.div``) is read as a name,
+  as the FHIR reference engine does.
+* **Locating elements** (:func:`nodes`, :func:`locate`): the resource's own objects and
+  where they live, for FHIRPath Patch.
 
-Known engine gaps are listed in the module's tests (the official suite's failures).
+The official suite's failures (tests/fhir/test_fhirpath.py) list the engine's known gaps.
 """
 
 from __future__ import annotations
@@ -100,7 +106,8 @@ class _Parsed:
             raise
         except Exception as exc:  # evaluation errors surface as plain Exceptions
             raise FhirPathError(
-                f"The FHIRPath expression {self.expression!r} could not be evaluated: {exc}"
+                f"The FHIRPath expression {self.expression!r} could not be evaluated: "
+                + _ENGINE_OBJECT.sub("<element>", str(exc))
             ) from exc
         finally:
             _ROOT.reset(token)
@@ -114,6 +121,10 @@ class _Parsed:
             "context": resource,
             **(variables or {}),
         }
+
+
+# How the engine's messages show its own objects; a client is told "<element>" instead.
+_ENGINE_OBJECT = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 @lru_cache(maxsize=4096)
@@ -535,7 +546,8 @@ def _get_value(inputs: list[Any]) -> list[Any]:
 _MAX_DECIMAL_PLACES = 28
 _DATE_TIME = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2}))?)?"
-    r"(?:T(?:(?P<hour>\d{2})(?::(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?)?)?"
+    r"(?:T(?:(?P<hour>\d{2})(?::(?P<minute>\d{2})"
+    r"(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?)?)?"
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?$"
 )
 _TIME = re.compile(
@@ -750,4 +762,15 @@ _OPTIONS = {"userInvocationTable": _FUNCTIONS, "traceFn": _trace}
 _RAW_OPTIONS = {**_OPTIONS, "returnRawData": True}
 
 
-__all__ = ["UCUM", "Evaluator", "FhirPathError", "compile_expression", "evaluate"]
+__all__ = [
+    "UCUM",
+    "Evaluator",
+    "FhirPathError",
+    "Location",
+    "Node",
+    "Place",
+    "compile_expression",
+    "evaluate",
+    "locate",
+    "nodes",
+]

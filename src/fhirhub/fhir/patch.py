@@ -7,11 +7,17 @@
   elements with :func:`fhirhub.fhir.fhirpath.locate` and acting on them by the R4 element
   model (repeating or not, choice types, types of values).
 
+FHIRPath Patch works on whole elements, as the spec's model does: ``replace`` of a
+primitive replaces its id and extensions too (``_birthDate`` goes unless the value part
+carries its own ``_valueDate``); ``delete`` removes what it leaves empty above the element
+(FHIR JSON has no empty objects); lists of primitives keep ``_name`` aligned.
+
 Both return a new dict and never change their inputs. Errors, with diagnostics that name
 the operation (its 0-based index in the document) and its path:
 
 * :class:`InvalidError` (400): a malformed patch: not a list / not a Parameters resource,
-  an unknown operation, a missing or wrongly typed member, a path that does not parse.
+  an unknown operation, a missing or wrongly typed member, a FHIRPath path that does not
+  parse, cannot be evaluated or names no element of its type.
 * :class:`UnprocessableError` (422): a well-formed patch that cannot apply to this resource:
   a failed JSON Patch ``test``, a path that does not exist, a FHIRPath path matching no
   element (except for ``delete``, where that is no change) or several, a value of the wrong
@@ -258,8 +264,11 @@ def _operation(number: int, parameter: object) -> _Operation:
         name = parameter.get("name") if isinstance(parameter, dict) else None
         raise InvalidError(f"{at}: every parameter of a FHIRPath Patch is named 'operation', "
                            f"not {name!r}", expression=(at,))
+    found = parameter.get("part", [])
+    if not isinstance(found, list):
+        raise InvalidError(f"{at}.part must be an array", expression=(at,))
     parts: dict[str, dict[str, Any]] = {}
-    for i, part in enumerate(parameter.get("part", [])):
+    for i, part in enumerate(found):
         name = part.get("name") if isinstance(part, dict) else None
         if name not in (*_PART_VALUE_TYPES, "value"):
             raise InvalidError(f"{at}.part[{i}]: unknown part {name!r}; a FHIRPath Patch "

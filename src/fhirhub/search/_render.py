@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from fhirhub.search._parse_values import escape
+from fhirhub.search._values import decimal_from_range
 from fhirhub.search.types import (
     Include,
     Predicate,
@@ -113,9 +114,7 @@ def _instant(text: str) -> datetime:
 
 def _number(lo: Decimal, hi: Decimal) -> str:
     """The number whose implied precision range is ``[lo, hi]``: 99.5..100.5 → ``100``."""
-    width = hi - lo
-    middle = (lo + hi) / 2
-    return str(middle.quantize(Decimal(1).scaleb(width.adjusted())))
+    return str(decimal_from_range(lo, hi))
 
 
 def _include(include: Include) -> tuple[str, str]:

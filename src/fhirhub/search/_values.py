@@ -123,6 +123,13 @@ def decimal_range(value: Decimal | int) -> tuple[Decimal, Decimal]:
     return _WIDE.subtract(number, half), _WIDE.add(number, half)
 
 
+def decimal_from_range(lo: Decimal, hi: Decimal) -> Decimal:
+    """The inverse of :func:`decimal_range`: [99.5, 100.5] → ``100``, [1.495, 1.505] → ``1.50``."""
+    width = _WIDE.subtract(hi, lo)
+    middle = _WIDE.divide(_WIDE.add(lo, hi), 2)
+    return _WIDE.quantize(middle, Decimal(1).scaleb(width.adjusted()))
+
+
 def as_decimal(value: object) -> Decimal | None:
     """A JSON number as a Decimal (never a bool, which Python counts as an int)."""
     if isinstance(value, bool):
@@ -168,6 +175,7 @@ __all__ = [
     "MIN_INSTANT",
     "as_decimal",
     "date_range",
+    "decimal_from_range",
     "decimal_range",
     "normalize",
     "split_reference",

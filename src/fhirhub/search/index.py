@@ -111,7 +111,7 @@ class _Rows:
 def _unwrap(values: list[Typed]) -> Iterable[Typed]:
     """Extensions stand for their value (``Patient.extension('…mothersMaidenName')``)."""
     for type_code, value in values:
-        if type_code != "Extension":
+        if type_code != "Extension" or not isinstance(value, dict):
             yield type_code, value
             continue
         for key, inner in value.items():
@@ -158,7 +158,9 @@ def _tokens(code: str, values: Iterable[Typed], rows: _Rows) -> None:
 
 
 def _coding(code: str, coding: Any, text: str | None, out: list[_Token]) -> None:
-    if isinstance(coding, dict) and (coding.get("code") or coding.get("system")):
+    # A coding with only a display still serves :text.
+    if isinstance(coding, dict) and (coding.get("code") or coding.get("system")
+                                     or coding.get("display")):
         label = text or _text(coding.get("display"))
         out.append((code, _str(coding.get("system")), _str(coding.get("code")), label))
 

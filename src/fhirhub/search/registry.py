@@ -302,12 +302,14 @@ class Registry:
         )
 
     def indexed(self, resource_type: str) -> tuple[SearchParamDef, ...]:
-        """The parameters that give index rows: all but ``_id``, composites and specials."""
+        """The parameters that give index rows: all but composites, specials, and ``_id`` and
+        ``_lastUpdated``, which the stores answer from columns of their own."""
         found = self._indexed.get(resource_type)
         if found is None:
             found = self._indexed[resource_type] = tuple(
                 p for p in self.for_type(resource_type).values()
-                if p.code != "_id" and p.type not in ("composite", "special") and p.expression
+                if p.code not in ("_id", "_lastUpdated")
+                and p.type not in ("composite", "special") and p.expression
             )
         return found
 

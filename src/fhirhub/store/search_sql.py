@@ -148,6 +148,16 @@ class SearchCompiler:
             return f"{key} {op} ({sub})", [pred.param]
         if pred.chain is not None:
             return self._chain(pred, key)
+        if pred.modifier in ("of-type", "identifier"):
+            # Side rows the indexer writes as tokens under "param:of-type" /
+            # "param:identifier" (see fhirhub.search.index).
+            table = "idx_token"
+            pred = Predicate(f"{pred.param}:{pred.modifier}", "token", None, pred.values)
+        elif pred.type == "token" and pred.modifier in _UNSUPPORTED_TOKEN_MODIFIERS:
+            raise InvalidError(
+                f"The modifier :{pred.modifier} on {pred.param!r} is not supported yet",
+                issue_code="not-supported", spine_code="INVALID_PARAMETER",
+            )
         ors: list[str] = []
         params: list[Any] = []
         for value in pred.values:
@@ -280,6 +290,7 @@ class SearchCompiler:
         return "(" + " OR ".join(ors) + ")", params
 
 
+_UNSUPPORTED_TOKEN_MODIFIERS = frozenset({"above", "below", "in", "not-in"})
 _TABLE_BY_TYPE = {
     "token": "idx_token",
     "string": "idx_string",
@@ -357,7 +368,11 @@ def _reference(value: ReferenceValue) -> tuple[str, list[Any]]:
     if value.ref_type is not None:
         conds.append("x.ref_type = ?")
         params.append(value.ref_type)
-    return "(" + " AND ".join(conds) + ")", params
+    typed = "(" + " AND ".join(conds) + ")"
+    if value.url is not None:
+        # An absolute URL matches as written (canonicals) or by the type/id it names.
+        return f"(x.url = ? OR {typed})", [value.url, *params]
+    return typed, params
 
 
 def _uri(modifier: str | None, value: str) -> tuple[str, list[Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple
 from typing import Any, Protocol
 
 import orjson
@@ -50,7 +49,6 @@ _INSERTS = {
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "uri": "INSERT INTO idx_uri (res_type, res_id, param, value) VALUES (?, ?, ?, ?)",
 }
-_NUMERIC_KINDS = ("number", "quantity")
 
 
 def row_to_version(row: Sequence[Any], method: str = "PUT") -> StoredVersion:
@@ -210,19 +208,20 @@ class SqlSession(Transaction):
             self._write_index(v.resource_type, v.id, index)
 
     def _write_index(self, resource_type: str, resource_id: str, index: IndexRows) -> None:
-        for kind, sql in _INSERTS.items():
-            rows: list[Any] = getattr(index, kind)
-            if not rows:
-                continue
-            if kind in _NUMERIC_KINDS:
-                values = [
-                    (resource_type, resource_id, r.param, float(r.lo), float(r.hi),
-                     *astuple(r)[3:])
-                    for r in rows
-                ]
-            else:
-                values = [(resource_type, resource_id, *astuple(r)) for r in rows]
-            self.conn.executemany(sql, values)
+        t, i = resource_type, resource_id
+        tables: dict[str, list[tuple[Any, ...]]] = {
+            "token": [(t, i, r.param, r.system, r.code, r.text) for r in index.token],
+            "string": [(t, i, r.param, r.norm, r.exact) for r in index.string],
+            "reference": [(t, i, r.param, r.ref_type, r.ref_id, r.url) for r in index.reference],
+            "date": [(t, i, r.param, r.lo, r.hi) for r in index.date],
+            "number": [(t, i, r.param, float(r.lo), float(r.hi)) for r in index.number],
+            "quantity": [(t, i, r.param, float(r.lo), float(r.hi), r.system, r.code, r.unit)
+                         for r in index.quantity],
+            "uri": [(t, i, r.param, r.value) for r in index.uri],
+        }
+        for kind, rows in tables.items():
+            if rows:
+                self.conn.executemany(_INSERTS[kind], rows)
 
     def remembered(self, request_id: str, not_before: str) -> RememberedResponse | None:
         row = self.conn.execute(
