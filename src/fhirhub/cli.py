@@ -61,6 +61,7 @@ def serve(**options: object) -> None:
         "fhirhub.api.asgi:app", factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, loop="uvloop", http="httptools",
         log_level=settings.log_level, access_log=False, server_header=False,
+        proxy_headers=False, lifespan="on",
     )
 
 
@@ -83,17 +84,15 @@ def import_(files: tuple[Path, ...], database_url: str | None, group: int) -> No
     engine = Engine(_settings(database_url=database_url))
     gc.freeze()  # the definitions live for the whole run: keep them out of GC scans
     started = time.perf_counter()
-    totals: dict[str, int] = {}
-    errors: list[str] = []
+    importer = Importer(engine, group=group)
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TimeRemainingColumn(), console=console) as progress:
         for path in files:
             task = progress.add_task(path.name, total=_uncompressed_size(path))
-            importer = Importer(engine, group=group, progress=partial(progress.advance, task))
+            importer.progress = partial(progress.advance, task)
             report = importer.run(path)
-            for rtype, count in report.resources.items():
-                totals[rtype] = totals.get(rtype, 0) + count
-            errors.extend(report.errors)
+    totals = dict(report.resources)
+    errors = report.errors
     engine.store.close()
     elapsed = time.perf_counter() - started
     total = sum(totals.values())

@@ -91,11 +91,13 @@ class Settings:
             )
         positive = (
             "port", "workers", "max_body_bytes", "default_page_size", "max_page_size",
-            "pg_pool_size", "sqlite_busy_timeout_ms",
+            "pg_pool_size", "sqlite_busy_timeout_ms", "idempotency_window_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive whole number")
+        if self.port > 65535:
+            raise ConfigError(f"{ENV_PREFIX}PORT must be a TCP port, 1 to 65535")
         if self.default_page_size > self.max_page_size:
             raise ConfigError(
                 f"{ENV_PREFIX}DEFAULT_PAGE_SIZE ({self.default_page_size}) is larger than "

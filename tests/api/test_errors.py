@@ -108,7 +108,7 @@ def test_a_server_fault_hides_the_stack_trace(client: TestClient, monkeypatch: p
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(interactions, "read", explode)
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = client.app.engine  # type: ignore[attr-defined]
     monkeypatch.setitem(engine._handlers, "read", explode)
     r = client.get("/fhir/Patient/x", headers={"X-Request-ID": "abc-123"})
     assert r.status_code == 500

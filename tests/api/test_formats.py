@@ -53,6 +53,7 @@ def test_browser_accept_header_gets_json(client: TestClient) -> None:
     r = client.get("/fhir/metadata", headers={
         "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
     assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/fhir+json")
 
 
 def test_capability_statement_describes_the_server(client: TestClient) -> None:

@@ -2,85 +2,163 @@
 
 Everything FHIR happens in the engine; this module only reads bodies (with the size
 limit), picks the base URL, carries the NHS request/correlation ids, and runs the engine
-in a worker thread so the event loop never waits on the database.
+off the event loop. It is plain ASGI: one FHIR endpoint needs no router, and a framework's
+middleware stack cost more per request than the whole engine does for a read (see
+docs/adr/0002-web-stack.md).
+
+Where the engine runs: a thread from a pool, so that the event loop never waits on the
+database, except for single-resource reads (read, vread, metadata) on SQLite, which are
+one primary-key lookup in a local file, cheaper than the hand-off to a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import parse_qsl
-
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from fhirhub.config import Settings
 from fhirhub.engine import Engine, FhirRequest
 from fhirhub.engine.engine import WireResponse
-from fhirhub.errors import FhirError, InvalidError, TooLargeError
+from fhirhub.engine.router import route
+from fhirhub.errors import FhirError, InvalidError, NotAllowedError, NotFoundError, TooLargeError
+from fhirhub.fhir import json as fjson
 
 log = logging.getLogger("fhirhub.api")
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+_INLINE = frozenset({"read", "vread", "capabilities"})
+_JSON = "application/fhir+json; charset=utf-8"
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
-    fhir_engine = engine if engine is not None else Engine(settings)
+class FhirApp:
+    """The ASGI callable. ``engine`` is public so tests and tools can reach it."""
 
-    async def fhir(request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-        correlation_id = request.headers.get("x-correlation-id")
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine if engine is not None else Engine(settings)
+        self._inline_reads = self.engine.store.backend == "sqlite"
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fhirhub")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._pool.shutdown(wait=True)
+                self.engine.store.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        request_id = headers.get("x-request-id") or str(uuid.uuid4())
+        correlation_id = headers.get("x-correlation-id")
         try:
-            _check_id_header("X-Request-ID", request.headers.get("x-request-id"))
+            _check_id_header("X-Request-ID", headers.get("x-request-id"))
             _check_id_header("X-Correlation-ID", correlation_id)
-            body = await _read_body(request, settings.max_body_bytes)
-            fhir_request = FhirRequest(
-                method=request.method,
-                path=request.path_params.get("path", ""),
-                query=parse_qsl(request.url.query, keep_blank_values=True),
-                headers=_headers(request),
-                body=body,
-                base_url=_base_url(settings, request),
-                request_id=request_id,
-                correlation_id=correlation_id,
-                client_ip=request.client.host if request.client else None,
-            )
-            wire = await run_in_threadpool(fhir_engine.respond, fhir_request)
+            path: str = scope["path"]
+            if path == "/_status":
+                wire = await self._status()
+            else:
+                fhir_path = _fhir_path(path)
+                method: str = scope["method"]
+                if method not in METHODS:
+                    raise NotAllowedError(f"{method} is not a FHIR interaction",
+                                          spine_code="METHOD_NOT_ALLOWED")
+                body = await _read_body(receive, headers, self.settings.max_body_bytes)
+                request = FhirRequest(
+                    method=method,
+                    path=fhir_path,
+                    query=parse_qsl(scope["query_string"].decode("latin-1"),
+                                    keep_blank_values=True),
+                    headers=headers,
+                    body=body,
+                    base_url=self._base_url(scope, headers),
+                    request_id=request_id,
+                    correlation_id=correlation_id,
+                    client_ip=(scope.get("client") or (None,))[0],
+                )
+                wire = await self._run(request)
         except FhirError as error:
-            wire = _error_wire(fhir_engine, error)
-        headers = dict(wire.headers)
-        headers["X-Request-ID"] = request_id
+            wire = _error_wire(self.engine, error)
+        out = dict(wire.headers)
+        out["X-Request-ID"] = request_id
         if correlation_id:
-            headers["X-Correlation-ID"] = correlation_id
-        return Response(wire.body, status_code=wire.status, headers=headers)
+            out["X-Correlation-ID"] = correlation_id
+        out["Content-Length"] = str(len(wire.body))
+        await send({"type": "http.response.start", "status": wire.status,
+                    "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                                for k, v in out.items()]})
+        await send({"type": "http.response.body", "body": wire.body})
 
-    async def status(request: Request) -> Response:
+    async def _run(self, request: FhirRequest) -> WireResponse:
+        if self._inline_reads and request.method in ("GET", "HEAD"):
+            try:
+                inline = route(request.method, request.path).interaction in _INLINE
+            except FhirError:
+                inline = True  # the engine answers a bad route at once
+            if inline:
+                return self.engine.respond(request)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.engine.respond, request)
+
+    async def _status(self) -> WireResponse:
+        loop = asyncio.get_running_loop()
         try:
-            await run_in_threadpool(fhir_engine.store.count, "Patient")
+            await loop.run_in_executor(self._pool, self.engine.store.count, "Patient")
         except FhirError:
-            return JSONResponse({"status": "fail"}, status_code=503)
-        return JSONResponse({"status": "pass", "backend": fhir_engine.store.backend})
+            body = fjson.dumps({"status": "fail"})
+            return WireResponse(503, {"Content-Type": "application/json"}, body)
+        body = fjson.dumps({"status": "pass", "backend": self.engine.store.backend})
+        return WireResponse(200, {"Content-Type": "application/json"}, body)
 
-    routes = [
-        Route("/fhir", fhir, methods=METHODS),
-        Route("/fhir/{path:path}", fhir, methods=METHODS),
-        Route("/_status", status, methods=["GET"]),
-    ]
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        fhir_engine.store.close()
+    def _base_url(self, scope: Scope, headers: dict[str, str]) -> str:
+        if self.settings.base_url:
+            return self.settings.base_url.rstrip("/")
+        host = headers.get("host") or f"{self.settings.host}:{self.settings.port}"
+        return f"{scope.get('scheme', 'http')}://{host}/fhir"
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.engine = fhir_engine
-    return app
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FhirApp:
+    return FhirApp(settings, engine)
+
+
+def _fhir_path(path: str) -> str:
+    if path in {"/fhir", "/fhir/"}:
+        return ""
+    if path.startswith("/fhir/"):
+        return path[len("/fhir/"):]
+    raise NotFoundError(f"Nothing is served at {path[:200]!r}; the FHIR endpoint is /fhir",
+                        spine_code="INVALID_REQUEST", issue_code="not-found")
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_key, raw_value in scope["headers"]:
+        key = raw_key.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
 
 
 def _check_id_header(name: str, value: str | None) -> None:
@@ -92,17 +170,23 @@ def _check_id_header(name: str, value: str | None) -> None:
         )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     return b"".join(chunks)
 
 
@@ -113,27 +197,10 @@ def _too_large(limit: int) -> TooLargeError:
     )
 
 
-def _headers(request: Request) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for key, value in request.headers.items():
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return headers
-
-
-def _base_url(settings: Settings, request: Request) -> str:
-    if settings.base_url:
-        return settings.base_url.rstrip("/")
-    host = request.headers.get("host") or f"{settings.host}:{settings.port}"
-    return f"{request.url.scheme}://{host}/fhir"
-
-
 def _error_wire(engine: Engine, error: FhirError) -> WireResponse:
-    from fhirhub.engine.formats import CONTENT_TYPE
-    from fhirhub.fhir import json as fjson
-
     response = engine.error_response(error)
-    headers = {**response.headers, "Content-Type": CONTENT_TYPE["json"]}
+    headers = {**response.headers, "Content-Type": _JSON}
     return WireResponse(response.status, headers, fjson.dumps(response.resource))
 
 
-__all__ = ["create_app"]
+__all__ = ["FhirApp", "create_app"]

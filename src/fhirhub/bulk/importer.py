@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from fhirhub.engine import Engine, FhirRequest
 from fhirhub.engine.router import ID_RE
@@ -38,11 +38,10 @@ class ImportReport:
         return sum(self.resources.values())
 
 
-def open_text(path: Path) -> IO[bytes]:
-    raw: IO[bytes] = path.open("rb")
+def open_text(path: Path) -> io.BufferedIOBase:
     if path.suffix == ".gz":
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]  # a binary stream
-    return raw
+        return gzip.open(path, "rb")
+    return path.open("rb")
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -69,8 +68,15 @@ class Importer:
         self.report = ImportReport()
         self._pending: list[tuple[int, Json]] = []
         self._known: dict[str, str] = {}  # urn fullUrl -> Type/id, across lines and files
+        self._file = ""
+
+    def _error(self, number: int, message: str) -> None:
+        self.report.errors.append(f"{self._file} line {number}: {message}")
 
     def run(self, path: Path) -> ImportReport:
+        """Import one file; call again for the next (references to earlier files'
+        ``urn:uuid`` fullUrls still resolve). The report covers every file so far."""
+        self._file = path.name
         for number, line in iter_lines(path):
             self.report.lines += 1
             try:
@@ -79,7 +85,7 @@ class Importer:
                     raise InvalidError("the line is not a FHIR resource")
                 self._item(number, item)
             except FhirError as error:
-                self.report.errors.append(f"{path.name} line {number}: {error.diagnostics}")
+                self._error(number, error.diagnostics)
             self.progress(len(line))
         self._flush()
         return self.report
@@ -89,9 +95,9 @@ class Importer:
             self._flush()
             self._bundle(number, _keep_ids(item))
         elif item["resourceType"] == "Bundle" and item.get("type") == "collection":
-            for entry in item.get("entry") or []:
-                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                    self._add(number, entry["resource"])
+            # Its entries may refer to each other by fullUrl: load them as one transaction.
+            self._flush()
+            self._bundle(number, _collection_as_transaction(item))
         else:
             self._add(number, item)
 
@@ -114,7 +120,7 @@ class Importer:
                 try:
                     self._bundle(number, _transaction([resource]))
                 except FhirError as error:
-                    self.report.errors.append(f"line {number}: {error.diagnostics}")
+                    self._error(number, error.diagnostics)
 
     def _bundle(self, number: int, bundle: Json, quiet: bool = False) -> None:
         request = FhirRequest(method="POST", path="", parsed=bundle,
@@ -128,7 +134,7 @@ class Importer:
             message = str(issues[0].get("diagnostics", f"failed with {response.status}"))
             if quiet:
                 raise InvalidError(message)
-            self.report.errors.append(f"line {number}: {message}")
+            self._error(number, message)
             return
         sent = bundle.get("entry") or []
         for i, entry in enumerate((response.resource or {}).get("entry", [])):
@@ -141,7 +147,9 @@ class Importer:
                 if isinstance(full_url, str) and full_url.startswith("urn:"):
                     self._known[full_url] = target
             elif not status.startswith("2"):
-                self.report.errors.append(f"line {number}: an entry failed with {status}")
+                outcome = entry.get("response", {}).get("outcome") or {}
+                reason = (outcome.get("issue") or [{}])[0].get("diagnostics", "")
+                self._error(number, f"Bundle.entry[{i}] failed with {status}: {reason}")
 
 
 
@@ -171,6 +179,16 @@ def _rewrite_refs(node: Any, known: dict[str, str]) -> Any:
     if isinstance(node, list):
         return [_rewrite_refs(v, known) for v in node]
     return node
+
+
+def _collection_as_transaction(bundle: Json) -> Json:
+    entries = [e for e in bundle.get("entry") or []
+               if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    transaction = _transaction([e["resource"] for e in entries])
+    for made, entry in zip(transaction["entry"], entries, strict=True):
+        if isinstance(entry.get("fullUrl"), str):
+            made["fullUrl"] = entry["fullUrl"]
+    return transaction
 
 
 def _transaction(resources: list[Json]) -> Json:

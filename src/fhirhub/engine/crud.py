@@ -113,15 +113,7 @@ def update(ctx: WriteContext, tx: Transaction, rtype: str, rid: str, resource: J
         )
     current = tx.read(rtype, rid)
     if if_match is not None:
-        wanted = parse_etag(if_match)
-        if current is None or current.deleted or current.version_id != wanted:
-            have = "no current version" if current is None or current.deleted else \
-                f"version {current.version_id}"
-            raise PreconditionFailedError(
-                f"If-Match asked for version {wanted} of {rtype}/{rid}, but the server has "
-                f"{have}; read it again and reapply your change",
-                spine_code="PRECONDITION_FAILED",
-            )
+        check_if_match(current, rtype, rid, if_match)
     if current is not None and not current.deleted:
         # An update that changes nothing makes no new version (as HAPI does): re-importing
         # the same data, or a client retrying a PUT, leaves history clean.
@@ -134,6 +126,19 @@ def update(ctx: WriteContext, tx: Transaction, rtype: str, rid: str, resource: J
     stamped, version = _stamp(resource, rid, next_version, now_instant(), method)
     tx.write(version, ctx.index(stamped))
     return Written(version, stamped, created)
+
+
+def check_if_match(current: StoredVersion | None, rtype: str, rid: str, if_match: str) -> None:
+    """412 unless ``If-Match`` names the current version."""
+    wanted = parse_etag(if_match)
+    if current is None or current.deleted or current.version_id != wanted:
+        have = "no current version" if current is None or current.deleted else \
+            f"version {current.version_id}"
+        raise PreconditionFailedError(
+            f"If-Match asked for version {wanted} of {rtype}/{rid}, but the server has "
+            f"{have}; read it again and reapply your change",
+            spine_code="PRECONDITION_FAILED",
+        )
 
 
 def delete(tx: Transaction, rtype: str, rid: str) -> Written | None:
@@ -191,6 +196,7 @@ __all__ = [
     "Prepared",
     "WriteContext",
     "Written",
+    "check_if_match",
     "conditional_key",
     "create",
     "current_resource",

@@ -46,6 +46,7 @@ from fhirhub.store.base import RememberedResponse, Transaction
 log = logging.getLogger("fhirhub.engine")
 
 Validator = Callable[[Any, str | None], list[Issue]]
+View = tuple[Any, frozenset[str] | None]  # (_summary mode, _elements)
 
 
 @dataclass
@@ -91,21 +92,23 @@ class Engine:
     # -- the request cycle -----------------------------------------------------------------------
 
     def respond(self, req: FhirRequest) -> WireResponse:
-        """Handle a request and render its response, never raising."""
+        """Handle a request and render its response, never raising. The response-shaping
+        parameters are checked first, so a bad one refuses the request before any write."""
+        plain: View = (None, None)
         try:
             fmt = response_format(req.param("_format"), req.header("accept"))
+            view: View = (summary_mode(req.param("_summary")),
+                          parse_elements(req.param("_elements")))
         except FhirError as error:
-            fmt = "json"
-            response = self.error_response(error)
-        else:
-            response = self.handle(req)
+            return self._render(req, self.error_response(error), "json", plain)
+        response = self.handle(req)
         try:
-            return self._render(req, response, fmt)
+            return self._render(req, response, fmt, view)
         except FhirError as error:
-            return self._render(req, self.error_response(error), "json")
+            return self._render(req, self.error_response(error), "json", plain)
         except Exception:
             log.exception("rendering failed for request %s", req.request_id)
-            return self._render(req, self.fault(req), "json")
+            return self._render(req, self.fault(req), "json", plain)
 
     def handle(self, req: FhirRequest) -> FhirResponse:
         try:
@@ -131,13 +134,13 @@ class Engine:
         )
         return self.error_response(error)
 
-    def _render(self, req: FhirRequest, response: FhirResponse, fmt: Any) -> WireResponse:
+    def _render(self, req: FhirRequest, response: FhirResponse, fmt: Any,
+                view: View) -> WireResponse:
         headers = dict(response.headers)
         if req.method == "HEAD" or not response.has_body or response.status == 304:
             return WireResponse(response.status, headers, b"")
         resource, raw = response.resource, response.json_body
-        summary = summary_mode(req.param("_summary"))
-        elements = parse_elements(req.param("_elements"))
+        summary, elements = view
         if response.elements_applicable and (summary is not None or elements is not None):
             data = resource if resource is not None else fjson.loads(raw or b"{}")
             resource, raw = apply_view(data, summary, elements), None
@@ -152,11 +155,11 @@ class Engine:
         """Run ``work`` in one transaction; a POST carrying an X-Request-ID is idempotent."""
         request_id = req.client_request_id if req.method == "POST" else None
         if not request_id:
-            with self.store.transaction(keys) as tx:
-                return work(tx)
+            return self.store.run(keys, work)
         digest = hashlib.sha256(req.body).hexdigest()
         window = instant_ago(self.settings.idempotency_window_seconds)
-        with self.store.transaction([*keys, f"idem:{request_id}"]) as tx:
+
+        def idempotent(tx: Transaction) -> FhirResponse:
             prior = tx.remembered(request_id, window)
             if prior is not None:
                 return self._replay(prior, digest, request_id)
@@ -166,6 +169,8 @@ class Engine:
                 headers=response.headers, body=_json_of(response), created=now_instant(),
             ))
             return response
+
+        return self.store.run([*keys, f"idem:{request_id}"], idempotent)
 
     def _replay(self, prior: RememberedResponse, digest: str, request_id: str) -> FhirResponse:
         if prior.body_digest != digest:
@@ -250,7 +255,23 @@ class Engine:
                 for e in entries
             ]}
         self.check(shell, "Bundle")
-        return bundles.process(self, req, body)
+        request_id = req.client_request_id
+        if body.get("type") != "batch" or not request_id:
+            return bundles.process(self, req, body)
+        # A batch's entries commit one by one, so its remembered response cannot share their
+        # transaction (a transaction's does, in write()): it is looked up first and kept last.
+        digest = hashlib.sha256(req.body).hexdigest()
+        window = instant_ago(self.settings.idempotency_window_seconds)
+        prior = self.store.run([f"idem:{request_id}"],
+                               lambda tx: tx.remembered(request_id, window))
+        if prior is not None:
+            return self._replay(prior, digest, request_id)
+        response = bundles.process(self, req, body)
+        remembered = RememberedResponse(
+            request_id=request_id, body_digest=digest, status=response.status,
+            headers=response.headers, body=_json_of(response), created=now_instant())
+        self.store.run([f"idem:{request_id}"], lambda tx: tx.remember(remembered))
+        return response
 
     def _operation(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:
         where = "/".join(x for x in (r.resource_type, r.id) if x) or "the server"

@@ -24,14 +24,23 @@ SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValu
              "code": "SUBSETTED", "display": "Resource encoded in summary mode"}
 
 
-def _check_fhir_version(media: str) -> None:
+def _other_fhir_version(media: str) -> str | None:
+    """The fhirVersion a media type asks for, when it is not R4 (4.0)."""
     for param in media.split(";")[1:]:
         name, _, value = param.strip().partition("=")
-        if name.strip().lower() == "fhirversion" and not value.strip().strip('"').startswith("4.0"):
-            raise NotAcceptableError(
-                f"This server speaks FHIR 4.0.1 (R4) only, not fhirVersion={value.strip()}",
-                spine_code="NOT_ACCEPTABLE",
-            )
+        version = value.strip().strip('"')
+        if name.strip().lower() == "fhirversion" and not version.startswith("4.0"):
+            return version
+    return None
+
+
+def _check_fhir_version(media: str) -> None:
+    version = _other_fhir_version(media)
+    if version is not None:
+        raise NotAcceptableError(
+            f"This server speaks FHIR 4.0.1 (R4) only, not fhirVersion={version}",
+            spine_code="NOT_ACCEPTABLE",
+        )
 
 
 def response_format(format_param: str | None, accept: str | None) -> Format:
@@ -47,6 +56,11 @@ def response_format(format_param: str | None, accept: str | None) -> Format:
             spine_code="NOT_ACCEPTABLE",
         )
     if not accept:
+        return "json"
+    lowered = accept.lower()
+    if "text/html" in lowered and "fhir+" not in lowered:
+        # A browser: its Accept ranks application/xml above */*, but a person reading the
+        # API in a browser is better served by JSON, as FHIR servers commonly do.
         return "json"
     candidates: list[tuple[float, int, Format | None]] = []
     for index, item in enumerate(accept.split(",")):
@@ -83,9 +97,13 @@ def response_format(format_param: str | None, accept: str | None) -> Format:
 def request_format(content_type: str | None) -> Format:
     """The format of a request body, from its Content-Type."""
     media = (content_type or "").split(";")[0].strip().lower()
+    version = _other_fhir_version(content_type or "")
+    if version is not None and (media in JSON_TYPES or media in XML_TYPES):
+        raise UnsupportedMediaError(
+            f"This server reads FHIR 4.0.1 (R4) only; the body is declared fhirVersion={version}",
+            spine_code="UNSUPPORTED_MEDIA_TYPE",
+        )
     if media in JSON_TYPES:
-        if content_type:
-            _check_fhir_version(content_type)
         return "json"
     if media in XML_TYPES:
         return "xml"

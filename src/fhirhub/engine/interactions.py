@@ -148,7 +148,11 @@ def delete(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     assert route.resource_type and route.id
     rtype, rid = route.resource_type, route.id
 
+    if_match = req.header("if-match")
+
     def work(tx: Any) -> FhirResponse:
+        if if_match is not None:
+            crud.check_if_match(tx.read(rtype, rid), rtype, rid, if_match)
         written = crud.delete(tx, rtype, rid)
         headers = {} if written is None else {"ETag": crud.etag(written.version.version_id)}
         return FhirResponse(204, headers=headers)
@@ -228,13 +232,8 @@ def _patch_one(engine: Engine, req: FhirRequest, tx: Any, rtype: str, rid: str,
 
     current, resource = crud.current_resource(tx, rtype, rid)
     if_match = req.header("if-match")
-    if if_match is not None and crud.parse_etag(if_match) != current.version_id:
-        from fhirhub.errors import PreconditionFailedError
-
-        raise PreconditionFailedError(
-            f"If-Match asked for version {crud.parse_etag(if_match)} of {rtype}/{rid}, but the "
-            f"server has version {current.version_id}", spine_code="PRECONDITION_FAILED",
-        )
+    if if_match is not None:
+        crud.check_if_match(current, rtype, rid, if_match)
     kind, ops = operations
     patched = apply_json_patch(resource, ops) if kind == "json-patch" \
         else apply_fhirpath_patch(resource, ops)

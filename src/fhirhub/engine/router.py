@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from fhirhub.errors import InvalidError, NotAllowedError, NotFoundError
+from fhirhub.fhir.definitions import compartment_definitions
 from fhirhub.fhir.model import element_model
 
 ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -42,6 +43,11 @@ def check_id(value: str) -> str:
     return value
 
 
+# Fixed URLs and the one method each takes (a wrong method there is 405, not 404).
+_FIXED_SYSTEM = {"metadata": "GET", "_history": "GET", "_search": "POST"}
+_FIXED_TYPE = {"_history": "GET", "_search": "POST"}
+
+
 def _not_allowed(method: str, what: str) -> NotAllowedError:
     return NotAllowedError(f"{method} is not allowed on {what}", spine_code="METHOD_NOT_ALLOWED")
 
@@ -65,6 +71,8 @@ def route(method: str, path: str) -> Route:
             return Route("search-system")
         if head.startswith("$"):
             return Route("operation", operation=head[1:])
+        if head in _FIXED_SYSTEM:
+            raise _not_allowed(method, f"[base]/{head} ({_FIXED_SYSTEM[head]} only)")
         rtype = check_type(head)
         by_method = {"GET": "search-type", "POST": "create", "PUT": "conditional-update",
                      "DELETE": "conditional-delete", "PATCH": "conditional-patch"}
@@ -80,6 +88,8 @@ def route(method: str, path: str) -> Route:
             return Route("history-type", rtype)
         if second.startswith("$"):
             return Route("operation", rtype, operation=second[1:])
+        if second in _FIXED_TYPE:
+            raise _not_allowed(method, f"{rtype}/{second} ({_FIXED_TYPE[second]} only)")
         rid = check_id(second)
         by_method = {"GET": "read", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}
         if m not in by_method:
@@ -93,9 +103,17 @@ def route(method: str, path: str) -> Route:
         if third.startswith("$"):
             return Route("operation", rtype, rid, operation=third[1:])
         if m == "GET" and (third == "*" or element_model().is_resource_type(third)):
+            if rtype not in compartment_definitions():
+                raise NotFoundError(
+                    f"{rtype} is not a compartment; compartments are "
+                    f"{', '.join(sorted(compartment_definitions()))}",
+                    spine_code="INVALID_REQUEST", issue_code="not-supported",
+                )
             return Route("compartment", rtype, rid, compartment_type=third)
     if len(parts) == 4 and third == "_history" and m == "GET":
         return Route("vread", rtype, rid, version=parts[3])
+    if len(parts) in (3, 4) and third == "_history":
+        raise _not_allowed(method, f"{rtype}/{rid}/_history (GET only)")
     raise NotFoundError(f"No FHIR interaction is defined at '{path}' for {method}",
                         spine_code="INVALID_REQUEST", issue_code="not-supported")
 

@@ -14,11 +14,14 @@ transaction-scoped advisory locks), so the engine never needs to know which.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fhirhub.search.types import IndexRows, SearchQuery
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,13 @@ class Store(Reader):
     @abc.abstractmethod
     def transaction(self, lock_keys: Sequence[str] = ()) -> AbstractContextManager[Transaction]:
         """A write transaction holding ``lock_keys`` until it ends."""
+
+    def run(self, lock_keys: Sequence[str], work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` in a write transaction holding ``lock_keys`` and return its result
+        once committed. Backends may run it on another thread and commit it together with
+        other units (group commit); ``work`` must not start another write."""
+        with self.transaction(lock_keys) as tx:
+            return work(tx)
 
     @abc.abstractmethod
     def count(self, resource_type: str | None = None) -> int:

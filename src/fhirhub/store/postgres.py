@@ -9,7 +9,7 @@ transaction-scoped advisory locks on their keys, in sorted order so they cannot 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -37,6 +37,9 @@ class _PgConnection:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.conn.cursor() as cur:
             cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+
+    def batch(self) -> AbstractContextManager[Any]:
+        return self.conn.pipeline()
 
 
 class PostgresStore(Store):

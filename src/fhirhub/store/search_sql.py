@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from fhirhub.errors import InvalidError
+from fhirhub.fhir.definitions import compartment_params
 from fhirhub.search.text import normalize
 from fhirhub.search.types import (
     Include,
@@ -116,12 +117,9 @@ class SearchCompiler:
             where.append(f"{alias}.res_type IN ({marks})")
             params.extend(query.resource_types)
         if query.compartment is not None:
-            comp_type, comp_id = query.compartment
-            where.append(
-                f"({alias}.res_type, {alias}.res_id) IN (SELECT c.res_type, c.res_id"
-                " FROM idx_reference c WHERE c.ref_type = ? AND c.ref_id = ?)"
-            )
-            params.extend([comp_type, comp_id])
+            sql, p = _compartment(query, alias)
+            where.append(sql)
+            params.extend(p)
         for predicate in query.predicates:
             sql, p = self._predicate(predicate, alias)
             where.append(sql)
@@ -306,6 +304,23 @@ def _param_sort_expr(param: str, descending: bool) -> str:
         f"Sorting by {param!r} is not supported; sort by _id or _lastUpdated",
         issue_code="not-supported", spine_code="INVALID_PARAMETER",
     )
+
+
+def _compartment(query: SearchQuery, alias: str) -> tuple[str, list[Any]]:
+    """Membership of a compartment, by the parameters its CompartmentDefinition names for
+    each resource type (https://hl7.org/fhir/R4/compartmentdefinition.html)."""
+    assert query.compartment is not None
+    comp_type, comp_id = query.compartment
+    members = compartment_params(comp_type)
+    types = query.resource_types or tuple(members)
+    pairs = [(t, p) for t in types for p in members.get(t, ())]
+    if not pairs:
+        return "1 = 0", []
+    values = ", ".join("(?, ?)" for _ in pairs)
+    sql = (f"({alias}.res_type, {alias}.res_id) IN (SELECT c.res_type, c.res_id"
+           " FROM idx_reference c WHERE c.ref_type = ? AND c.ref_id = ?"
+           f" AND (c.res_type, c.param) IN (VALUES {values}))")
+    return sql, [comp_type, comp_id, *(v for pair in pairs for v in pair)]
 
 
 def _range(prefix: str, lo_col: str, hi_col: str, lo: Any, hi: Any) -> tuple[str, list[Any]]:

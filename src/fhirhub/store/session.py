@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import orjson
@@ -30,10 +31,13 @@ class Cursor(Protocol):
 
 
 class Connection(Protocol):
-    """The little of DB-API both sqlite3 and our psycopg adapter provide."""
+    """The little of DB-API both our SQLite and psycopg adapters provide."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
+    def batch(self) -> AbstractContextManager[Any]:
+        """Statements inside need no answers until the end (PostgreSQL pipelines them)."""
+        ...
 
 
 _COLUMNS = "res_type, res_id, version_id, last_updated, deleted, body"
@@ -184,6 +188,10 @@ class SqlSession(Transaction):
     # -- writes ---------------------------------------------------------------------------
 
     def write(self, version: StoredVersion, index: IndexRows | None) -> None:
+        with self.conn.batch():
+            self._write(version, index)
+
+    def _write(self, version: StoredVersion, index: IndexRows | None) -> None:
         v = version
         deleted = 1 if v.deleted else 0
         self.conn.execute(

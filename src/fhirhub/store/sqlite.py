@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import queue
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +33,8 @@ from fhirhub.store.search_sql import SearchCompiler
 from fhirhub.store.session import SqlSession, row_to_version
 
 T = TypeVar("T")
+log = logging.getLogger("fhirhub.store.sqlite")
+CHECKPOINT_SECONDS = 0.5
 
 
 def path_from_url(url: str) -> str:
@@ -57,11 +62,21 @@ class SqliteStore(Store):
         self._timeout = busy_timeout_ms / 1000
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[_SqliteConnection] = []
         self._all_lock = threading.Lock()
         self._compiler = SearchCompiler()
-        self._groups = _GroupCommit(self._connect(), self._write_lock, self._process_lock,
-                                    self._guard)
+        writer = self._connect()
+        if not self._memory:
+            # Checkpoints run in the background, not inside a commit (a request's latency).
+            writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._writer = _Writer(SqlSession(writer, self._compiler), self._write_lock,
+                               self._process_lock, self._guard)
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if not self._memory:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="fhirhub-checkpoint", daemon=True)
+            self._checkpointer.start()
         self._keeper = self._connect()  # keeps an in-memory database alive; runs migrations
         with self._write_lock, self._process_lock(), self._guard():
             self._keeper.execute("BEGIN IMMEDIATE")
@@ -75,12 +90,13 @@ class SqliteStore(Store):
 
     # -- connections ------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _SqliteConnection:
         conn = sqlite3.connect(
             self._target, isolation_level=None, check_same_thread=False,
-            timeout=self._timeout, uri=self._memory,
+            timeout=self._timeout, uri=self._memory, factory=_SqliteConnection,
         )
         if not self._memory:
+            conn.execute("PRAGMA page_size=1024")  # set before WAL; only a new file takes it
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA temp_store=MEMORY")
@@ -88,10 +104,11 @@ class SqliteStore(Store):
         conn.execute("PRAGMA mmap_size=268435456")
         with self._all_lock:
             self._all.append(conn)
+        assert isinstance(conn, _SqliteConnection)
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    def _conn(self) -> _SqliteConnection:
+        conn: _SqliteConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
@@ -117,6 +134,16 @@ class SqliteStore(Store):
             ) from exc
         except sqlite3.Error as exc:
             raise FaultError("The database failed to answer") from exc
+
+    def _checkpoint_loop(self) -> None:
+        """Copy committed WAL pages into the database file every so often. PASSIVE never
+        blocks readers or writers; it does what it can and the next round does the rest."""
+        conn = self._connect()
+        while not self._stop.wait(CHECKPOINT_SECONDS):
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                log.warning("WAL checkpoint failed; will retry", exc_info=True)
 
     @contextmanager
     def _process_lock(self) -> Iterator[None]:
@@ -161,31 +188,22 @@ class SqliteStore(Store):
 
     @contextmanager
     def transaction(self, lock_keys: Sequence[str] = ()) -> Iterator[Transaction]:
-        """A unit of work inside the current group commit (see :class:`_GroupCommit`).
+        """A write transaction on the calling thread's connection. ``BEGIN IMMEDIATE``
+        takes the database write lock, which covers every lock key."""
+        session = self._session()
+        with self._write_lock, self._process_lock(), self._guard():
+            session.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield session
+            except BaseException:
+                session.conn.execute("ROLLBACK")
+                raise
+            session.conn.execute("COMMIT")
 
-        The database write lock (``BEGIN IMMEDIATE``) covers every lock key. The block runs
-        in a savepoint, so its failure undoes only its own writes; the ``with`` exits only
-        once the group it joined is durably committed."""
-        group = self._groups
-        batch = group.join()
-        try:
-            session = SqlSession(group.conn, self._compiler)
-            with self._guard():
-                group.conn.execute("SAVEPOINT unit")
-                try:
-                    yield session
-                except BaseException:
-                    group.conn.execute("ROLLBACK TO unit")
-                    group.conn.execute("RELEASE unit")
-                    group.leave(batch, committed=False)
-                    raise
-                group.conn.execute("RELEASE unit")
-        except BaseException:
-            if not batch.left:
-                group.leave(batch, committed=False)
-            raise
-        group.leave(batch, committed=True)
-        group.wait(batch)
+    def run(self, lock_keys: Sequence[str], work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` on the writer thread, in the group commit it joins (see
+        :class:`_Writer`); return once that group is durably committed."""
+        return self._writer.submit(work)
 
     def count(self, resource_type: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM resources WHERE deleted = 0"
@@ -219,6 +237,10 @@ class SqliteStore(Store):
             return int(getattr(cur, "rowcount", 0))
 
     def close(self) -> None:
+        self._writer.stop()
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=5)
         with self._all_lock:
             for conn in self._all:
                 conn.close()
@@ -228,95 +250,102 @@ class SqliteStore(Store):
             self._lock_fd = -1
 
 
-class _Batch:
-    """Units of work that commit together."""
+class _SqliteConnection(sqlite3.Connection):
+    """sqlite3's connection with the ``batch`` the shared session asks for (a no-op: every
+    statement is local and answers at once)."""
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        self.members = 0
-        self.left = False
+    def batch(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
 
 
-class _GroupCommit:
-    """Group commit on one writer connection.
+class _Writer:
+    """Group commit through one writer thread.
 
-    Writers take turns on the connection (a thread lock). The first opens a transaction
-    (``BEGIN IMMEDIATE`` under the cross-process file lock); each runs its unit in a
-    savepoint; a writer that finds others queued behind it leaves the transaction open for
-    them, and the last of the queue commits for all. So N concurrent writes cost one fsync,
-    and each caller still returns only after its write is durable. Throughput under load
-    rises with concurrency while a lone writer commits at once.
+    Request threads hand their unit of work to the writer and wait. The writer takes the
+    database write lock (a thread lock, the cross-process file lock, ``BEGIN IMMEDIATE``),
+    runs every unit waiting in the queue, each in a savepoint so that a failing unit undoes
+    only itself, then commits once for all of them and wakes their threads. Under load N
+    writes cost one fsync and no lock hand-offs between threads; a lone write commits at
+    once. No caller returns before its write is durable.
     """
 
-    MAX_MEMBERS = 64
+    MAX_UNITS = 128
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock,
-                 process_lock: Any, guard: Any) -> None:
-        self.conn = conn
+    def __init__(self, session: SqlSession, lock: threading.Lock, process_lock: Any,
+                 guard: Any) -> None:
+        self._session = session
         self._lock = lock
         self._process_lock = process_lock
         self._guard = guard
-        self._waiting = 0
-        self._count_lock = threading.Lock()
-        self._batch: _Batch | None = None
-        self._file_lock: Any = None
+        self._queue: queue.SimpleQueue[tuple[Callable[[Transaction], Any], Future[Any]] | None]
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="fhirhub-writer", daemon=True)
+        self._thread.start()
 
-    def join(self) -> _Batch:
-        with self._count_lock:
-            self._waiting += 1
-        self._lock.acquire()
-        with self._count_lock:
-            self._waiting -= 1
-        try:
-            if self._batch is None:
-                file_lock = self._process_lock()
-                file_lock.__enter__()
-                try:
-                    with self._guard():
-                        self.conn.execute("BEGIN IMMEDIATE")
-                except BaseException:
-                    file_lock.__exit__(None, None, None)
-                    raise
-                self._file_lock = file_lock
-                self._batch = _Batch()
-        except BaseException:
-            self._lock.release()
-            raise
-        return self._batch
+    def submit(self, work: Callable[[Transaction], T]) -> T:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a unit of work may not start another write")
+        future: Future[T] = Future()
+        self._queue.put((work, future))
+        return future.result()
 
-    def leave(self, batch: _Batch, *, committed: bool) -> None:
-        """Called with the connection lock held; releases it."""
-        batch.left = True
-        try:
-            if committed:
-                batch.members += 1
-            with self._count_lock:
-                others_queued = self._waiting > 0
-            if others_queued and batch.members < self.MAX_MEMBERS:
-                return  # the next writer joins this transaction and commits it
-            self._finish(batch)
-        finally:
-            self._lock.release()
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
 
-    def _finish(self, batch: _Batch) -> None:
-        self._batch = None
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            self._batch(first)
+
+    def _batch(self, first: tuple[Callable[[Transaction], Any], Future[Any]]) -> None:
+        done: list[tuple[Future[Any], Any]] = []
+        conn = self._session.conn
         try:
-            self.conn.execute("COMMIT" if batch.members else "ROLLBACK")
-        except sqlite3.Error as exc:
-            batch.error = exc
+            with self._lock, self._process_lock(), self._guard():
+                conn.execute("BEGIN IMMEDIATE")
+                item: tuple[Callable[[Transaction], Any], Future[Any]] | None = first
+                while item is not None:
+                    self._unit(item, done)
+                    item = self._next() if len(done) < self.MAX_UNITS else None
+                conn.execute("COMMIT" if done else "ROLLBACK")
+        except BaseException as exc:  # the commit failed: nothing of this group was saved
             with contextlib.suppress(sqlite3.Error):
-                self.conn.execute("ROLLBACK")
-        finally:
-            self._file_lock.__exit__(None, None, None)
-            self._file_lock = None
-            batch.done.set()
+                conn.execute("ROLLBACK")
+            for future, _ in done:
+                future.set_exception(exc)
+            if not done and not first[1].done():
+                first[1].set_exception(exc)
+            return
+        for future, result in done:
+            future.set_result(result)
 
-    def wait(self, batch: _Batch) -> None:
-        batch.done.wait()
-        if batch.error is not None:
+    def _next(self) -> tuple[Callable[[Transaction], Any], Future[Any]] | None:
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if item is None:
+            self._queue.put(None)  # stop after this group
+        return item
+
+    def _unit(self, item: tuple[Callable[[Transaction], Any], Future[Any]],
+              done: list[tuple[Future[Any], Any]]) -> None:
+        work, future = item
+        conn = self._session.conn
+        conn.execute("SAVEPOINT unit")
+        try:
             with self._guard():
-                raise batch.error
+                result = work(self._session)
+        except BaseException as exc:
+            conn.execute("ROLLBACK TO unit")
+            conn.execute("RELEASE unit")
+            future.set_exception(exc)
+            return
+        conn.execute("RELEASE unit")
+        done.append((future, result))
 
 
 __all__ = ["SqliteStore", "path_from_url"]

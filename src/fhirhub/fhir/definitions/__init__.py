@@ -40,8 +40,19 @@ def compartment_definitions() -> dict[str, Json]:
     return {cd["code"]: cd for cd in iter_r4("CompartmentDefinition")}
 
 
+@cache
+def compartment_params(code: str) -> dict[str, tuple[str, ...]]:
+    """For a compartment (``Patient``, ``Encounter``, ...): each resource type that can be
+    in it, with the search parameters that put it there."""
+    definition = compartment_definitions().get(code)
+    if definition is None:
+        return {}
+    return {r["code"]: tuple(r["param"]) for r in definition.get("resource", []) if r.get("param")}
+
+
 __all__ = [
     "compartment_definitions",
+    "compartment_params",
     "iter_r4",
     "search_parameters",
     "structure_definitions",
