@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from fhirhub import __version__
-from fhirhub.config import ConfigError, Settings
+from fhirhub.config import ConfigError, Settings, redact
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -40,7 +40,7 @@ def main() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(**options: object) -> None:
     """Run the FHIR server (http://HOST:PORT/fhir)."""
-    import uvicorn
+    from fhirhub.api.server import serve as serve_forever
 
     settings = _settings(**options)
     # Workers are separate processes: hand them the settings through the environment,
@@ -54,15 +54,15 @@ def serve(**options: object) -> None:
         open_store(settings).close()  # create the schema once, and fail early and clearly
     except Exception as exc:  # any failure to reach the database stops start-up
         raise click.ClickException(
-            f"cannot open the database {settings.database_url}: {exc}") from None
+            f"cannot open the database {redact(settings.database_url)}: "
+            f"{redact(str(exc))}") from None
     click.echo(f"fhirhub {__version__}: FHIR R4 at http://{settings.host}:{settings.port}/fhir "
                f"({settings.backend}, {settings.workers} worker(s))")
-    uvicorn.run(
-        "fhirhub.api.asgi:app", factory=True, host=settings.host, port=settings.port,
-        workers=settings.workers, loop="uvloop", http="httptools",
-        log_level=settings.log_level, access_log=False, server_header=False,
-        proxy_headers=False, lifespan="on",
-    )
+    try:
+        serve_forever(settings)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
 
 
 @main.command(name="import")

@@ -8,6 +8,7 @@ given explicitly (the CLI does that for its options). A bad value raises
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -107,6 +108,15 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL must be debug, info, warning or error")
 
 
+_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@|(password=)\S+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with any password in a database URL or connection string masked."""
+    return _PASSWORD.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""),
+                         text)
+
+
 def _coerce(key: str, raw: str, kind: Any) -> Any:
     if kind in (int, "int"):
         try:
@@ -122,4 +132,4 @@ def _coerce(key: str, raw: str, kind: Any) -> Any:
     return raw
 
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = ["ConfigError", "Settings", "redact"]

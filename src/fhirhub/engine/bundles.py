@@ -128,10 +128,8 @@ def _entry_response(entry: _Entry, response: FhirResponse) -> Json:
         out["location"] = response.headers["Location"]
     if "ETag" in response.headers:
         out["etag"] = response.headers["ETag"]
-    if response.resource is not None:
-        meta = response.resource.get("meta") or {}
-        if "lastUpdated" in meta:
-            out["lastModified"] = meta["lastUpdated"]
+    if response.last_updated is not None:
+        out["lastModified"] = response.last_updated
     result: Json = {"response": out}
     if response.resource is not None:
         result["resource"] = response.resource

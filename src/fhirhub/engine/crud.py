@@ -97,8 +97,25 @@ def create(ctx: WriteContext, tx: Transaction, resource: Json, rtype: str,
     return prepare_create(ctx, resource, rtype, rid).write(tx)
 
 
-def update(ctx: WriteContext, tx: Transaction, rtype: str, rid: str, resource: Json,
-           if_match: str | None = None, method: str = "PUT") -> Written:
+@dataclass
+class PreparedUpdate:
+    """An update made ready outside the transaction against the version read then
+    (``base``); inside, :func:`commit_update` reuses the work if that is still current."""
+
+    rtype: str
+    rid: str
+    resource: Json
+    method: str
+    index: IndexRows
+    base: StoredVersion | None
+    unchanged: bool  # identical to ``base``: no new version
+    stamped: Json
+    version: StoredVersion
+
+
+def prepare_update(ctx: WriteContext, rtype: str, rid: str, resource: Json,
+                   base: StoredVersion | None, method: str = "PUT") -> PreparedUpdate:
+    """Checks, index rows and the new body, computed before the write lock is taken."""
     ctx.check(resource, rtype)
     body_id = resource.get("id")
     if body_id is None:
@@ -111,21 +128,49 @@ def update(ctx: WriteContext, tx: Transaction, rtype: str, rid: str, resource: J
             f"The resource id '{body_id}' does not match the id '{rid}' in the URL",
             spine_code="INVALID_RESOURCE_ID", expression=(f"{rtype}.id",),
         )
-    current = tx.read(rtype, rid)
-    if if_match is not None:
-        check_if_match(current, rtype, rid, if_match)
-    if current is not None and not current.deleted:
+    unchanged = False
+    if base is not None and not base.deleted:
         # An update that changes nothing makes no new version (as HAPI does): re-importing
         # the same data, or a client retrying a PUT, leaves history clean.
-        same, same_version = _stamp(resource, rid, current.version_id, current.last_updated,
-                                    method)
-        if same_version.body == current.body:
-            return Written(current, same, False)
-    next_version = 1 if current is None else current.version_id + 1
-    created = current is None or current.deleted
+        _, same = _stamp(resource, rid, base.version_id, base.last_updated, method)
+        unchanged = same.body == base.body
+    next_version = 1 if base is None else base.version_id + 1
     stamped, version = _stamp(resource, rid, next_version, now_instant(), method)
-    tx.write(version, ctx.index(stamped))
-    return Written(version, stamped, created)
+    return PreparedUpdate(rtype, rid, resource, method, ctx.index(stamped), base, unchanged,
+                          stamped, version)
+
+
+def commit_update(tx: Transaction, pre: PreparedUpdate, if_match: str | None) -> Written:
+    """Write a prepared update, redoing the version-dependent part if another write came
+    between preparing and now."""
+    current = tx.read(pre.rtype, pre.rid)
+    if if_match is not None:
+        check_if_match(current, pre.rtype, pre.rid, if_match)
+    base = pre.base
+    same_base = (current is None and base is None) or (
+        current is not None and base is not None and current.version_id == base.version_id)
+    if not same_base:
+        unchanged = False
+        if current is not None and not current.deleted:
+            _, same = _stamp(pre.resource, pre.rid, current.version_id, current.last_updated,
+                             pre.method)
+            unchanged = same.body == current.body
+        next_version = 1 if current is None else current.version_id + 1
+        stamped, version = _stamp(pre.resource, pre.rid, next_version, now_instant(), pre.method)
+        pre = PreparedUpdate(pre.rtype, pre.rid, pre.resource, pre.method, pre.index, current,
+                             unchanged, stamped, version)
+    if pre.unchanged and current is not None:
+        return Written(current, None, False)
+    tx.write(pre.version, pre.index)
+    created = current is None or current.deleted
+    return Written(pre.version, pre.stamped, created)
+
+
+def update(ctx: WriteContext, tx: Transaction, rtype: str, rid: str, resource: Json,
+           if_match: str | None = None, method: str = "PUT") -> Written:
+    """Prepare and commit in one go (inside a transaction already)."""
+    pre = prepare_update(ctx, rtype, rid, resource, tx.read(rtype, rid), method)
+    return commit_update(tx, pre, if_match)
 
 
 def check_if_match(current: StoredVersion | None, rtype: str, rid: str, if_match: str) -> None:
@@ -194,6 +239,9 @@ def resource_key(rtype: str, rid: str) -> str:
 
 __all__ = [
     "Prepared",
+    "PreparedUpdate",
+    "commit_update",
+    "prepare_update",
     "WriteContext",
     "Written",
     "check_if_match",

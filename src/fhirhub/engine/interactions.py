@@ -45,7 +45,8 @@ def read(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
                         spine_code="RESOURCE_NOT_FOUND", headers=headers)
     if _not_modified(req, version.version_id, version.last_updated):
         return FhirResponse(304, headers=headers)
-    return FhirResponse(200, json_body=version.body, headers=headers)
+    return FhirResponse(200, json_body=version.body, headers=headers,
+                        last_updated=version.last_updated)
 
 
 def _not_modified(req: FhirRequest, version_id: int, last_updated: str) -> bool:
@@ -81,7 +82,8 @@ def vread(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     if version.deleted:
         raise GoneError(f"Version {route.version} of {route.resource_type}/{route.id} is a "
                         "deletion", spine_code="RESOURCE_NOT_FOUND", headers=headers)
-    return FhirResponse(200, json_body=version.body, headers=headers)
+    return FhirResponse(200, json_body=version.body, headers=headers,
+                        last_updated=version.last_updated)
 
 
 def create(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
@@ -109,8 +111,13 @@ def update(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     rtype, rid = route.resource_type, route.id
     resource = _resource_body(req)
 
+    # The CPU work (checks, index, body) is done against the version read now; the write
+    # lock is held only to confirm that version and write.
+    prepared = crud.prepare_update(engine.ctx, rtype, rid, resource,
+                                   engine.store.read(rtype, rid))
+
     def work(tx: Any) -> FhirResponse:
-        written = crud.update(engine.ctx, tx, rtype, rid, resource, req.header("if-match"))
+        written = crud.commit_update(tx, prepared, req.header("if-match"))
         return written_response(req, written)
 
     return engine.write(req, [crud.resource_key(rtype, rid)], work)

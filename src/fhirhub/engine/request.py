@@ -59,6 +59,7 @@ class FhirResponse:
     json_body: bytes | None = None  # pre-serialised FHIR JSON (a stored resource), if no dict
     headers: dict[str, str] = field(default_factory=dict)
     elements_applicable: bool = True  # _summary/_elements apply to this body
+    last_updated: str | None = None  # the instant of the version answered, if one
 
     @property
     def has_body(self) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fhirhub.engine.clock import http_date
 from fhirhub.engine.crud import Written, etag
 from fhirhub.engine.outcome import information
@@ -24,8 +22,13 @@ def written_response(req: FhirRequest, written: Written, *, status: int | None =
                      message: str | None = None) -> FhirResponse:
     """The answer to a create/update/patch, honouring ``Prefer: return=``."""
     code = status if status is not None else (201 if written.created else 200)
-    headers = version_headers(written.version, req.base_url, location=True)
-    return shaped(req, FhirResponse(code, resource=written.resource, headers=headers), message)
+    version = written.version
+    headers = version_headers(version, req.base_url, location=True)
+    # The stored bytes are the representation: no second serialisation.
+    response = FhirResponse(code, json_body=version.body, headers=headers,
+                            last_updated=version.last_updated)
+    verb = "created" if code == 201 else "updated"
+    return shaped(req, response, message or f"{version.resource_type}/{version.id} {verb}")
 
 
 def shaped(req: FhirRequest, response: FhirResponse, message: str | None = None) -> FhirResponse:
@@ -34,17 +37,10 @@ def shaped(req: FhirRequest, response: FhirResponse, message: str | None = None)
         response.resource = None
         response.json_body = None
     elif wanted.lower() == "operationoutcome":
-        response.resource = information(message or _default_message(response))
+        response.resource = information(message or "Done")
         response.json_body = None
         response.elements_applicable = False
     return response
-
-
-def _default_message(response: FhirResponse) -> str:
-    res: dict[str, Any] = response.resource or {}
-    rtype, rid = res.get("resourceType", "resource"), res.get("id", "")
-    verb = "created" if response.status == 201 else "updated"
-    return f"{rtype}/{rid} {verb}" if rid else "Done"
 
 
 __all__ = ["shaped", "version_headers", "written_response"]

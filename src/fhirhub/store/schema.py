@@ -2,7 +2,8 @@
 
 ``resources`` holds the current version of each resource (its body too, so a read is one
 primary-key lookup); ``history`` holds every version, in commit order (``seq``). The
-``idx_*`` tables hold the search index of current versions only. Timestamps are
+``idx_*`` tables hold the search index of current versions only; their value indexes lead
+with the parameter code, so one index serves type-level and system-level searches alike. Timestamps are
 fixed-width UTC ISO text so that text order is time order on both backends.
 """
 
@@ -57,11 +58,11 @@ def ddl(d: Dialect) -> list[str]:
         "CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated)",
         f"""CREATE TABLE IF NOT EXISTS idx_token ({key}, param TEXT NOT NULL,
             system TEXT, code TEXT, text TEXT)""",
-        "CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (res_type, param, code, system)",
+        "CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (param, code, system, res_type)",
         "CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idx_string ({key}, param TEXT NOT NULL,
             norm TEXT NOT NULL, exact TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS idx_string_norm ON idx_string (res_type, param, norm)",
+        "CREATE INDEX IF NOT EXISTS idx_string_norm ON idx_string (param, norm, res_type)",
         "CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idx_reference ({key}, param TEXT NOT NULL,
             ref_type TEXT, ref_id TEXT, url TEXT)""",
@@ -70,20 +71,20 @@ def ddl(d: Dialect) -> list[str]:
         "CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idx_date ({key}, param TEXT NOT NULL,
             lo TEXT NOT NULL, hi TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS idx_date_lo ON idx_date (res_type, param, lo)",
-        "CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (res_type, param, hi)",
+        "CREATE INDEX IF NOT EXISTS idx_date_lo ON idx_date (param, lo, res_type)",
+        "CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (param, hi, res_type)",
         "CREATE INDEX IF NOT EXISTS idx_date_res ON idx_date (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idx_number ({key}, param TEXT NOT NULL,
             lo {d.real} NOT NULL, hi {d.real} NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS idx_number_lo ON idx_number (res_type, param, lo)",
+        "CREATE INDEX IF NOT EXISTS idx_number_lo ON idx_number (param, lo, res_type)",
         "CREATE INDEX IF NOT EXISTS idx_number_res ON idx_number (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idx_quantity ({key}, param TEXT NOT NULL,
             lo {d.real} NOT NULL, hi {d.real} NOT NULL, system TEXT, code TEXT, unit TEXT)""",
-        "CREATE INDEX IF NOT EXISTS idx_quantity_lo ON idx_quantity (res_type, param, lo)",
+        "CREATE INDEX IF NOT EXISTS idx_quantity_lo ON idx_quantity (param, lo, res_type)",
         "CREATE INDEX IF NOT EXISTS idx_quantity_res ON idx_quantity (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idx_uri ({key}, param TEXT NOT NULL,
             value TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (res_type, param, value)",
+        "CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (param, value, res_type)",
         "CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idempotency (
             request_id TEXT PRIMARY KEY, body_digest TEXT NOT NULL, status INTEGER NOT NULL,
