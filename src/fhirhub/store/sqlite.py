@@ -69,6 +69,9 @@ class SqliteStore(Store):
         if not self._memory:
             # Checkpoints run in the background, not inside a commit (a request's latency).
             writer.execute("PRAGMA wal_autocheckpoint=0")
+            # Once a checkpoint lets the WAL restart, trim it back instead of keeping its
+            # high-water size on disk.
+            writer.execute("PRAGMA journal_size_limit=67108864")
         self._writer = _Writer(SqlSession(writer, self._compiler), self._write_lock,
                                self._process_lock, self._guard)
         self._stop = threading.Event()
