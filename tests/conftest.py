@@ -18,6 +18,7 @@ from psycopg import sql
 from starlette.testclient import TestClient
 
 from fhirhub.config import Settings
+from fhirhub.engine import Engine
 from fhirhub.store import Store, open_store
 
 PG_ADMIN_URL = os.environ.get("FHIRHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -75,6 +76,16 @@ def store(settings: Settings) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """An engine over an empty database of each backend, with no HTTP in front."""
+    e = Engine(settings)
+    try:
+        yield e
+    finally:
+        e.store.close()
 
 
 @pytest.fixture

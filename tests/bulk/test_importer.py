@@ -10,27 +10,17 @@ import gc
 import gzip
 import json
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fhirhub.bulk.importer import Importer, iter_lines
-from fhirhub.config import Settings
 from fhirhub.engine import Engine, FhirRequest, FhirResponse
 
 URN_A = "urn:uuid:2f1c9a55-4f0a-4a53-8a8e-6a6b0e2b7a01"
 URN_B = "urn:uuid:2f1c9a55-4f0a-4a53-8a8e-6a6b0e2b7a02"
 
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    e = Engine(settings)
-    try:
-        yield e
-    finally:
-        e.store.close()
 
 
 def count_requests(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[FhirRequest]:

@@ -7,13 +7,11 @@ https://hl7.org/fhir/R4/http.html#ccreate; the NHS X-Request-ID retry rule is in
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
 import pytest
 
-from fhirhub.config import Settings
 from fhirhub.engine import Engine, FhirRequest, FhirResponse
 from fhirhub.errors import FhirError
 from fhirhub.fhir import json as fjson
@@ -21,14 +19,6 @@ from fhirhub.fhir import json as fjson
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 JSON_HEADERS = {"content-type": "application/fhir+json"}
 
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    e = Engine(settings)
-    try:
-        yield e
-    finally:
-        e.store.close()
 
 
 def patient(nhs: str = "9000000009", **extra: Any) -> dict[str, Any]:
