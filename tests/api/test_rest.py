@@ -37,6 +37,18 @@ def test_read_returns_the_created_resource(client: TestClient) -> None:
     assert r.headers["etag"] == 'W/"1"'
 
 
+def test_head_answers_the_headers_of_get_without_a_body(client: TestClient) -> None:
+    created = create(client)
+    url = f"/fhir/Patient/{created['id']}"
+    get = client.get(url)
+    head = client.head(url)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(get.content))
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["etag"] == get.headers["etag"]
+
+
 def test_read_of_unknown_resource_returns_404_outcome(client: TestClient) -> None:
     r = client.get("/fhir/Patient/does-not-exist")
     assert r.status_code == 404

@@ -109,7 +109,9 @@ class FhirApp:
         await send({"type": "http.response.start", "status": wire.status,
                     "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
                                 for k, v in out.items()]})
-        await send({"type": "http.response.body", "body": wire.body})
+        # HEAD: the same headers as GET (length included), no body.
+        body = b"" if scope["method"] == "HEAD" else wire.body
+        await send({"type": "http.response.body", "body": body})
 
     async def _run(self, request: FhirRequest) -> WireResponse:
         if self._inline_reads and request.method in ("GET", "HEAD"):

@@ -137,7 +137,7 @@ class Engine:
     def _render(self, req: FhirRequest, response: FhirResponse, fmt: Any,
                 view: View) -> WireResponse:
         headers = dict(response.headers)
-        if req.method == "HEAD" or not response.has_body or response.status == 304:
+        if not response.has_body or response.status == 304:
             return WireResponse(response.status, headers, b"")
         resource, raw = response.resource, response.json_body
         summary, elements = view

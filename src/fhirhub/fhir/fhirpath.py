@@ -45,7 +45,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, local
 from functools import lru_cache
 from typing import Any, cast
 
-from antlr4 import CommonTokenStream, InputStream  # type: ignore[import-untyped]  # untyped
+from antlr4 import CommonTokenStream, InputStream
 from fhirpathpy import apply_parsed_path as _fp_apply_parsed_path
 from fhirpathpy.engine.nodes import FP_DateTime, FP_Quantity, FP_Time, ResourceNode
 from fhirpathpy.models import models as _fp_models
