@@ -339,3 +339,15 @@ def test_write_with_a_bad_summary_parameter_stores_nothing(engine: Engine) -> No
 def test_search_in_a_compartment_that_does_not_exist_is_refused(engine: Engine) -> None:
     response = engine.handle(request("GET", "Observation/o1/Patient"))
     assert response.status in (400, 404)
+
+
+def test_purge_expired_forgets_only_records_older_than_the_window(engine: Engine) -> None:
+    from fhirhub.store import RememberedResponse
+
+    with engine.store.transaction() as tx:
+        tx.remember(RememberedResponse("old", "d", 201, {}, b"", "2000-01-01T00:00:00.000000Z"))
+        tx.remember(RememberedResponse("new", "d", 201, {}, b"", "2999-01-01T00:00:00.000000Z"))
+    assert engine.purge_expired() == 1
+    with engine.store.transaction() as tx:
+        assert tx.remembered("new", "2000-01-01T00:00:00.000000Z") is not None
+        assert tx.remembered("old", "1999-01-01T00:00:00.000000Z") is None

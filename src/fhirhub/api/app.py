@@ -40,6 +40,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _INLINE = frozenset({"read", "vread", "capabilities"})
 _JSON = "application/fhir+json; charset=utf-8"
+HOUSEKEEPING_SECONDS = 300
 
 
 class FhirApp:
@@ -59,15 +60,30 @@ class FhirApp:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        housekeeping: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                housekeeping = asyncio.create_task(self._housekeeping())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if housekeeping is not None:
+                    housekeeping.cancel()
                 self._pool.shutdown(wait=True)
                 self.engine.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _housekeeping(self) -> None:
+        """Forget idempotency records once their window has passed, every few minutes."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(self._pool, self.engine.purge_expired)
+            except FhirError:
+                log.warning("purging expired idempotency records failed; will retry",
+                            exc_info=True)
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)

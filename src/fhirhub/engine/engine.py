@@ -183,6 +183,10 @@ class Engine:
         headers = {**prior.headers, "X-Idempotent-Replay": "true"}
         return FhirResponse(prior.status, json_body=prior.body or None, headers=headers)
 
+    def purge_expired(self) -> int:
+        """Forget remembered responses older than the idempotency window."""
+        return self.store.purge_remembered(instant_ago(self.settings.idempotency_window_seconds))
+
     def check(self, resource: Any, expected_type: str | None) -> None:
         """Raise InvalidError carrying every issue the validators find."""
         issues = [i for v in self.validators for i in v(resource, expected_type)]
