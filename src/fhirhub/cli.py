@@ -56,7 +56,7 @@ def serve(**options: object) -> None:
         raise click.ClickException(
             f"cannot open the database {redact(settings.database_url)}: "
             f"{redact(str(exc))}") from None
-    click.echo(f"fhirhub {__version__}: FHIR R4 at http://{settings.host}:{settings.port}/fhir "
+    click.echo(f"fhirhub {__version__} starting: FHIR R4 at http://{settings.host}:{settings.port}/fhir "
                f"({settings.backend}, {settings.workers} worker(s))")
     try:
         serve_forever(settings)

@@ -13,10 +13,14 @@ SIGINT or SIGTERM.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import multiprocessing
+import os
 import signal
 import socket
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -53,8 +57,25 @@ def _worker(settings: Settings) -> None:
     uvicorn.Server(_config(settings)).run(sockets=[sock])
 
 
+def _claim_port(host: str, port: int) -> int:
+    """Hold a lock for host:port for as long as this process lives.
+
+    ``SO_REUSEPORT`` would let a second fhirhub join this one's sockets on the same port
+    (and share its connections, whatever its database); the lock makes that an error.
+    Other programs on the port fail to bind as usual, since they do not set the option."""
+    path = os.path.join(tempfile.gettempdir(), f"fhirhub-{host.replace(':', '_')}-{port}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OSError(errno.EADDRINUSE, "another fhirhub server is already listening there")
+    return fd
+
+
 def serve(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM: in this process for one worker, else supervised."""
+    _claim_port(settings.host, settings.port)
     if settings.workers == 1:
         _worker(settings)
         return
