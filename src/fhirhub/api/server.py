@@ -69,7 +69,8 @@ def _claim_port(host: str, port: int) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise OSError(errno.EADDRINUSE, "another fhirhub server is already listening there")
+        raise OSError(errno.EADDRINUSE,
+                      "another fhirhub server is already listening there") from None
     return fd
 
 
