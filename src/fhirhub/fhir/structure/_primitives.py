@@ -17,8 +17,8 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from fhirhub.fhir._structure_regex import BASE64, XSD_SPACE, xsd_regex
 from fhirhub.fhir.model import element_model
+from fhirhub.fhir.structure._regex import BASE64, XSD_SPACE, xsd_regex
 
 MAX_STRING = 1024 * 1024  # datatypes.html: strings SHALL NOT exceed 1MB (1024*1024 characters)
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from fhirhub.fhir._fhirpath_engine import R4_MODEL, apply, parse_tree
-from fhirhub.fhir._fhirpath_environment import constants_used, environment
-from fhirhub.fhir._fhirpath_errors import FhirPathError
-from fhirhub.fhir._fhirpath_functions import OPTIONS, RAW_OPTIONS
-from fhirhub.fhir._fhirpath_r4_functions import evaluation_root
-from fhirhub.fhir._fhirpath_syntax import check_syntax, keywords_as_member_names
+from fhirhub.fhir.fhirpath._engine import R4_MODEL, apply, parse_tree
+from fhirhub.fhir.fhirpath._environment import constants_used, environment
+from fhirhub.fhir.fhirpath._errors import FhirPathError
+from fhirhub.fhir.fhirpath._functions import OPTIONS, RAW_OPTIONS
+from fhirhub.fhir.fhirpath._r4_functions import evaluation_root
+from fhirhub.fhir.fhirpath._syntax import check_syntax, keywords_as_member_names
 
 # How the engine's messages show its own objects; a client is told "<element>" instead.
 _ENGINE_OBJECT = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 
-from fhirhub.fhir._fhirpath_engine import create_node
+from fhirhub.fhir.fhirpath._engine import create_node
 from fhirhub.fhir.model import element_model
 
 # A ContextVar, so that concurrent evaluations (threads, tasks) never see each other's root.

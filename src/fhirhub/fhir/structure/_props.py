@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhirhub.fhir._structure_primitives import Checker, checkers, no_check
 from fhirhub.fhir.model import ElementModel, element_model
+from fhirhub.fhir.structure._primitives import Checker, checkers, no_check
 
 # What the walk does with a property's value.
 PRIMITIVE, COMPLEX, NESTED_RESOURCE, XHTML = range(4)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fhirhub.fhir import _fhirpath_r4_functions as r4
-from fhirhub.fhir._fhirpath_precision import boundary, precision
-from fhirhub.fhir._fhirpath_sort import sort
-from fhirhub.fhir._fhirpath_strings import escape, matches_full, unescape
+from fhirhub.fhir.fhirpath import _r4_functions as r4
+from fhirhub.fhir.fhirpath._precision import boundary, precision
+from fhirhub.fhir.fhirpath._sort import sort
+from fhirhub.fhir.fhirpath._strings import escape, matches_full, unescape
 
 _LOG = logging.getLogger("fhirhub.fhirpath")
 

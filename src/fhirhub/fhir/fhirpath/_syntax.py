@@ -15,8 +15,8 @@ from typing import Any
 
 from antlr4 import CommonTokenStream, InputStream
 
-from fhirhub.fhir._fhirpath_engine import FHIRPathLexer, FHIRPathParser
-from fhirhub.fhir._fhirpath_errors import FhirPathError
+from fhirhub.fhir.fhirpath._engine import FHIRPathLexer, FHIRPathParser
+from fhirhub.fhir.fhirpath._errors import FhirPathError
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keywords the grammar already accepts as names (and that are function names too).

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fhirhub.fhir._fhirpath_errors import FhirPathError
-from fhirhub.fhir._fhirpath_nodes import Location, Node
+from fhirhub.fhir.fhirpath._errors import FhirPathError
+from fhirhub.fhir.fhirpath._nodes import Location, Node
 from fhirhub.fhir.model import element_model
 
 

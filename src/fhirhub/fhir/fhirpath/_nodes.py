@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fhirhub.fhir._fhirpath_engine import ResourceNode
+from fhirhub.fhir.fhirpath._engine import ResourceNode
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,17 +29,17 @@ any resource it stores (the spec requires an error when the outcome is not valid
 This module is only the public surface; the work is done in private modules, one concept
 each, so that a reader of one spec finds it in one place:
 
-* ``_patch_json``: RFC 6902, checked here and applied by ``jsonpatch``.
-* ``_patch_fhirpath``: the five FHIRPath Patch operations, in order, on one copy.
-* ``_patch_operations``: reading and checking the operations from ``Parameters``.
-* ``_patch_locate``: what an operation's path selects, kept inside the resource.
-* ``_patch_values``: the type a value must have where it goes, and the JSON it becomes.
-* ``_patch_shapes``: a primitive's ``_name`` kept with its value, in lists too.
+* ``_json``: RFC 6902, checked here and applied by ``jsonpatch``.
+* ``_fhirpath``: the five FHIRPath Patch operations, in order, on one copy.
+* ``_operations``: reading and checking the operations from ``Parameters``.
+* ``_locate``: what an operation's path selects, kept inside the resource.
+* ``_values``: the type a value must have where it goes, and the JSON it becomes.
+* ``_shapes``: a primitive's ``_name`` kept with its value, in lists too.
 """
 
 from __future__ import annotations
 
-from fhirhub.fhir._patch_fhirpath import apply_fhirpath_patch
-from fhirhub.fhir._patch_json import apply_json_patch
+from fhirhub.fhir.patch._fhirpath import apply_fhirpath_patch
+from fhirhub.fhir.patch._json import apply_json_patch
 
 __all__ = ["apply_fhirpath_patch", "apply_json_patch"]

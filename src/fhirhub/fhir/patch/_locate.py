@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.errors import InvalidError
-from fhirhub.fhir._patch_operations import Operation
 from fhirhub.fhir.fhirpath import FhirPathError, Node, Place, locate, nodes
 from fhirhub.fhir.model import Element, element_model
+from fhirhub.fhir.patch._operations import Operation
 
 
 def find_nodes(resource: dict[str, Any], op: Operation) -> list[Node]:

@@ -1,9 +1,9 @@
 """The walk over one resource's JSON: objects, arrays, nulls, choices, primitive extensions.
 
 :class:`Walker` goes down the JSON once, looking each property up in
-:mod:`~fhirhub.fhir._structure_props`, handing primitive values to their checker
-(:mod:`~fhirhub.fhir._structure_primitives`) and narratives to
-:mod:`~fhirhub.fhir._structure_narrative`, and recursing into complex values and nested
+:mod:`~fhirhub.fhir.structure._props`, handing primitive values to their checker
+(:mod:`~fhirhub.fhir.structure._primitives`) and narratives to
+:mod:`~fhirhub.fhir.structure._narrative`, and recursing into complex values and nested
 resources. It collects issues until it has ``limit`` of them, then raises :class:`Full` to
 stop; :func:`fhirhub.fhir.structure.check_resource` catches it.
 """
@@ -14,9 +14,10 @@ import re
 from typing import Any
 
 from fhirhub.errors import Issue
-from fhirhub.fhir._structure_narrative import xhtml_problems
-from fhirhub.fhir._structure_primitives import Problem, describe, quote
-from fhirhub.fhir._structure_props import (
+from fhirhub.fhir.model import element_model
+from fhirhub.fhir.structure._narrative import xhtml_problems
+from fhirhub.fhir.structure._primitives import Problem, describe, quote
+from fhirhub.fhir.structure._props import (
     COMPLEX,
     PRIMITIVE,
     XHTML,
@@ -25,7 +26,6 @@ from fhirhub.fhir._structure_props import (
     cached_props,
     props_of,
 )
-from fhirhub.fhir.model import element_model
 
 # The issues' Spine-ErrorOrWarningCode (Issue.spine_code).
 RESOURCE = "INVALID_RESOURCE"

@@ -2,10 +2,10 @@
 
 ``add``, ``insert``, ``delete``, ``replace`` and ``move``, each applied in turn to one copy
 of the resource. The parts of every operation are read and checked before any is applied
-(:mod:`fhirhub.fhir._patch_operations`); each path is evaluated when its operation runs,
-on the resource as the operations before it left it (:mod:`~fhirhub.fhir._patch_locate`).
-What a value becomes is :mod:`~fhirhub.fhir._patch_values`; where its JSON goes,
-:mod:`~fhirhub.fhir._patch_shapes`.
+(:mod:`fhirhub.fhir.patch._operations`); each path is evaluated when its operation runs,
+on the resource as the operations before it left it (:mod:`~fhirhub.fhir.patch._locate`).
+What a value becomes is :mod:`~fhirhub.fhir.patch._values`; where its JSON goes,
+:mod:`~fhirhub.fhir.patch._shapes`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fhirhub.fhir._patch_locate import (
+from fhirhub.fhir.patch._locate import (
     ancestry_of,
     container_of,
     find_nodes,
@@ -21,9 +21,9 @@ from fhirhub.fhir._patch_locate import (
     list_of,
     prune,
 )
-from fhirhub.fhir._patch_operations import Operation, read_operations
-from fhirhub.fhir._patch_shapes import list_insert, list_pop, set_single
-from fhirhub.fhir._patch_values import build_value, replacement_target, target, variants
+from fhirhub.fhir.patch._operations import Operation, read_operations
+from fhirhub.fhir.patch._shapes import list_insert, list_pop, set_single
+from fhirhub.fhir.patch._values import build_value, replacement_target, target, variants
 
 
 def apply_fhirpath_patch(resource: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:

@@ -24,18 +24,18 @@ own issues beside these, so :func:`check_resource` only returns a list and never
 
 This module is the public surface; the work is done in private modules, one concept each:
 
-* :mod:`~fhirhub.fhir._structure_walk`: the walk over objects, arrays, choices, nested
+* :mod:`~fhirhub.fhir.structure._walk`: the walk over objects, arrays, choices, nested
   resources and primitive extensions;
-* :mod:`~fhirhub.fhir._structure_props`: each type's JSON properties, from the element model;
-* :mod:`~fhirhub.fhir._structure_primitives`: the checks of primitive values;
-* :mod:`~fhirhub.fhir._structure_regex`: the official regexes, with XML Schema's meaning;
-* :mod:`~fhirhub.fhir._structure_narrative`: the XHTML of ``Narrative.div``.
+* :mod:`~fhirhub.fhir.structure._props`: each type's JSON properties, from the element model;
+* :mod:`~fhirhub.fhir.structure._primitives`: the checks of primitive values;
+* :mod:`~fhirhub.fhir.structure._regex`: the official regexes, with XML Schema's meaning;
+* :mod:`~fhirhub.fhir.structure._narrative`: the XHTML of ``Narrative.div``.
 """
 
 from __future__ import annotations
 
 from fhirhub.errors import Issue
-from fhirhub.fhir._structure_walk import RESOURCE, Full, Walker
+from fhirhub.fhir.structure._walk import RESOURCE, Full, Walker
 
 MAX_ISSUES = 100
 

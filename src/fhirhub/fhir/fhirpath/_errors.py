@@ -1,6 +1,6 @@
 """The one error FHIRPath raises, and the input rule several of our functions enforce with it.
 
-Kept apart from everything else so that every ``_fhirpath_*`` module can raise it without
+Kept apart from everything else so that every private module of the package can raise it without
 importing the public :mod:`fhirhub.fhir.fhirpath`, which imports them all.
 """
 

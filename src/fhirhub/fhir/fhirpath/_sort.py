@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fhirhub.fhir._fhirpath_engine import FP_DateTime, FP_Time, ResourceNode
-from fhirhub.fhir._fhirpath_errors import FhirPathError
-from fhirhub.fhir._fhirpath_values import lexical
+from fhirhub.fhir.fhirpath._engine import FP_DateTime, FP_Time, ResourceNode
+from fhirhub.fhir.fhirpath._errors import FhirPathError
+from fhirhub.fhir.fhirpath._values import lexical
 
 
 def sort(inputs: list[Any], *criteria: Callable[[Any], list[Any]]) -> list[Any]:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from typing import Any
 
-from fhirhub.fhir._fhirpath_engine import FP_DateTime, FP_Quantity, FP_Time, date_time, quantity, time
-from fhirhub.fhir._fhirpath_errors import single
-from fhirhub.fhir._fhirpath_values import lexical
+from fhirhub.fhir.fhirpath._engine import FP_DateTime, FP_Quantity, FP_Time, date_time, quantity, time
+from fhirhub.fhir.fhirpath._errors import single
+from fhirhub.fhir.fhirpath._values import lexical
 
 # The most decimal places we answer for: the default precision of Python's decimal context.
 _MAX_DECIMAL_PLACES = 28

@@ -11,11 +11,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fhirhub.fhir._fhirpath_children import children
-from fhirhub.fhir._fhirpath_engine import create_node, parse_tree
-from fhirhub.fhir._fhirpath_errors import FhirPathError
-from fhirhub.fhir._fhirpath_nodes import Location, Node, Place, as_nodes
-from fhirhub.fhir._fhirpath_parsed import Parsed, parse
+from fhirhub.fhir.fhirpath._children import children
+from fhirhub.fhir.fhirpath._engine import create_node, parse_tree
+from fhirhub.fhir.fhirpath._errors import FhirPathError
+from fhirhub.fhir.fhirpath._nodes import Location, Node, Place, as_nodes
+from fhirhub.fhir.fhirpath._parsed import Parsed, parse
 
 # The variable that replaces the last element step, holding our nodes for its items.
 _OFFERED = "fhirhub-located"

@@ -4,24 +4,24 @@ The evaluator is ``fhirpathpy`` driven by its R4 model, behind this small surfac
 callers never import it directly and a faster engine can replace it without touching them
 (docs/adr/0003-fhirpath-engine.md). What we add to the engine, and where:
 
-* **Strict syntax** (``_fhirpath_syntax``): refused at the first syntax error, where the
+* **Strict syntax** (``_syntax``): refused at the first syntax error, where the
   engine alone recovers silently (``Patient..name`` "works"); a keyword used as a member
   name after a ``.`` (``Patient.text.div``) is read as a name, as the reference engine does.
-* **Environment variables** of FHIRPath and FHIR R4 (``_fhirpath_environment``):
+* **Environment variables** of FHIRPath and FHIR R4 (``_environment``):
   ``%sct``, ``%loinc``, ``%resource``, ``%rootResource``, ``%`vs-[name]```...
-* **Functions** the engine lacks (``_fhirpath_functions`` lists them): FHIR R4's
-  ``resolve()``, ``hasValue()``, ``getValue()`` (``_fhirpath_r4_functions``); FHIRPath
-  2.1's ``lowBoundary()``, ``highBoundary()``, ``precision()`` (``_fhirpath_precision``),
-  ``matchesFull()``, ``escape()``, ``unescape()`` (``_fhirpath_strings``) and ``sort()``
-  (``_fhirpath_sort``), which the official R4 test suite exercises. ``trace()`` goes to
+* **Functions** the engine lacks (``_functions`` lists them): FHIR R4's
+  ``resolve()``, ``hasValue()``, ``getValue()`` (``_r4_functions``); FHIRPath
+  2.1's ``lowBoundary()``, ``highBoundary()``, ``precision()`` (``_precision``),
+  ``matchesFull()``, ``escape()``, ``unescape()`` (``_strings``) and ``sort()``
+  (``_sort``), which the official R4 test suite exercises. ``trace()`` goes to
   the ``fhirhub.fhirpath`` logger instead of standard output.
-* **Results are FHIR JSON values** (``_fhirpath_values``): computed dates, times and
+* **Results are FHIR JSON values** (``_values``): computed dates, times and
   quantities come back in their FHIR JSON form, never as engine objects.
-* **Locating elements** (:func:`nodes`, :func:`locate`, ``_fhirpath_locate``): the
+* **Locating elements** (:func:`nodes`, :func:`locate`, ``_locate``): the
   resource's own objects and where they live, for FHIRPath Patch.
 
 All of it goes through the engine's own extension points; its code is never patched. Only
-``_fhirpath_engine`` imports it. The official suite's failures (tests/fhir/test_fhirpath.py)
+``_engine`` imports it. The official suite's failures (tests/fhir/test_fhirpath.py)
 list the engine's known gaps.
 """
 
@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from fhirhub.fhir._fhirpath_environment import UCUM
-from fhirhub.fhir._fhirpath_errors import FhirPathError
-from fhirhub.fhir._fhirpath_locate import locate
-from fhirhub.fhir._fhirpath_nodes import Location, Node, Place, as_nodes
-from fhirhub.fhir._fhirpath_parsed import parse
-from fhirhub.fhir._fhirpath_values import json_value
+from fhirhub.fhir.fhirpath._environment import UCUM
+from fhirhub.fhir.fhirpath._errors import FhirPathError
+from fhirhub.fhir.fhirpath._locate import locate
+from fhirhub.fhir.fhirpath._nodes import Location, Node, Place, as_nodes
+from fhirhub.fhir.fhirpath._parsed import parse
+from fhirhub.fhir.fhirpath._values import json_value
 
 Evaluator = Callable[..., list[Any]]
 

@@ -1,4 +1,4 @@
-"""fhirpathpy, the engine, as the other ``_fhirpath_*`` modules use it.
+"""fhirpathpy, the engine, as the package's other private modules use it.
 
 This is the only module that imports fhirpathpy, so that replacing the engine
 (docs/adr/0003-fhirpath-engine.md) starts and mostly ends here. The engine's calls are

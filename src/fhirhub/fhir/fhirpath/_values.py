@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirhub.fhir._fhirpath_engine import FP_DateTime, FP_Quantity, FP_Time
-from fhirhub.fhir._fhirpath_environment import UCUM
+from fhirhub.fhir.fhirpath._engine import FP_DateTime, FP_Quantity, FP_Time
+from fhirhub.fhir.fhirpath._environment import UCUM
 
 
 def json_value(item: Any) -> Any:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fhirhub.fhir._patch_operations import Operation, Value, value_part
-from fhirhub.fhir._patch_shapes import list_insert, set_single
 from fhirhub.fhir.fhirpath import Location
 from fhirhub.fhir.model import Element, element_model
+from fhirhub.fhir.patch._operations import Operation, Value, value_part
+from fhirhub.fhir.patch._shapes import list_insert, set_single
 
 
 def target(container_type: str | None, name: str, value: Value,
