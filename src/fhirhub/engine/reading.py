@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -47,8 +48,6 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     strict = req.prefer.get("handling") == "strict"
     query, issues = engine.parse_search(types, params, strict)
     if route.interaction == "compartment":
-        from dataclasses import replace
-
         assert route.resource_type and route.id
         query = replace(query, compartment=(route.resource_type, route.id))
     errors = [i for i in issues if i.severity in ("error", "fatal")]
@@ -58,8 +57,6 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
                            issues=errors[1:])
     summary = summary_mode(_last(params, "_summary"))
     if summary == "count":
-        from dataclasses import replace
-
         query = replace(query, total="accurate", count=0)
     page = engine.store.search(query)
     elements = parse_elements(_last(params, "_elements"))

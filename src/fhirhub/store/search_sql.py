@@ -268,6 +268,7 @@ class SearchCompiler:
         return sorts
 
     def _keyset(self, sorts: list[_Sort], cursor: str) -> tuple[str, list[Any]]:
+        # Imported here: the session module imports this one (it owns the cursor format).
         from fhirhub.store.session import decode_cursor
 
         try:
