@@ -128,16 +128,25 @@ def prepare_update(ctx: WriteContext, rtype: str, rid: str, resource: Json,
             f"The resource id '{body_id}' does not match the id '{rid}' in the URL",
             spine_code="INVALID_RESOURCE_ID", expression=(f"{rtype}.id",),
         )
+    unchanged, stamped, version = _next_version(resource, rid, base, method)
+    return PreparedUpdate(rtype, rid, resource, method, ctx.index(stamped), base, unchanged,
+                          stamped, version)
+
+
+def _next_version(resource: Json, rid: str, base: StoredVersion | None,
+                  method: str) -> tuple[bool, Json, StoredVersion]:
+    """The version that follows ``base``, and whether it would change nothing.
+
+    An update that changes nothing makes no new version (as HAPI does): re-importing the
+    same data, or a client retrying a PUT, leaves history clean. The index rows do not
+    depend on the version, so only this part is redone when ``base`` turns out stale."""
     unchanged = False
     if base is not None and not base.deleted:
-        # An update that changes nothing makes no new version (as HAPI does): re-importing
-        # the same data, or a client retrying a PUT, leaves history clean.
         _, same = _stamp(resource, rid, base.version_id, base.last_updated, method)
         unchanged = same.body == base.body
     next_version = 1 if base is None else base.version_id + 1
     stamped, version = _stamp(resource, rid, next_version, now_instant(), method)
-    return PreparedUpdate(rtype, rid, resource, method, ctx.index(stamped), base, unchanged,
-                          stamped, version)
+    return unchanged, stamped, version
 
 
 def commit_update(tx: Transaction, pre: PreparedUpdate, if_match: str | None) -> Written:
@@ -150,13 +159,7 @@ def commit_update(tx: Transaction, pre: PreparedUpdate, if_match: str | None) ->
     same_base = (current is None and base is None) or (
         current is not None and base is not None and current.version_id == base.version_id)
     if not same_base:
-        unchanged = False
-        if current is not None and not current.deleted:
-            _, same = _stamp(pre.resource, pre.rid, current.version_id, current.last_updated,
-                             pre.method)
-            unchanged = same.body == current.body
-        next_version = 1 if current is None else current.version_id + 1
-        stamped, version = _stamp(pre.resource, pre.rid, next_version, now_instant(), pre.method)
+        unchanged, stamped, version = _next_version(pre.resource, pre.rid, current, pre.method)
         pre = PreparedUpdate(pre.rtype, pre.rid, pre.resource, pre.method, pre.index, current,
                              unchanged, stamped, version)
     if pre.unchanged and current is not None:

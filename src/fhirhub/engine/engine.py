@@ -156,21 +156,22 @@ class Engine:
         request_id = req.client_request_id if req.method == "POST" else None
         if not request_id:
             return self.store.run(keys, work)
-        digest = hashlib.sha256(req.body).hexdigest()
-        window = instant_ago(self.settings.idempotency_window_seconds)
+        digest, window = self._idempotency(req)
 
         def idempotent(tx: Transaction) -> FhirResponse:
             prior = tx.remembered(request_id, window)
             if prior is not None:
                 return self._replay(prior, digest, request_id)
             response = work(tx)
-            tx.remember(RememberedResponse(
-                request_id=request_id, body_digest=digest, status=response.status,
-                headers=response.headers, body=_json_of(response), created=now_instant(),
-            ))
+            tx.remember(_remembrance(request_id, digest, response))
             return response
 
         return self.store.run([*keys, f"idem:{request_id}"], idempotent)
+
+    def _idempotency(self, req: FhirRequest) -> tuple[str, str]:
+        """The body digest a retry must match, and the oldest instant still remembered."""
+        digest = hashlib.sha256(req.body).hexdigest()
+        return digest, instant_ago(self.settings.idempotency_window_seconds)
 
     def _replay(self, prior: RememberedResponse, digest: str, request_id: str) -> FhirResponse:
         if prior.body_digest != digest:
@@ -264,16 +265,13 @@ class Engine:
             return bundles.process(self, req, body)
         # A batch's entries commit one by one, so its remembered response cannot share their
         # transaction (a transaction's does, in write()): it is looked up first and kept last.
-        digest = hashlib.sha256(req.body).hexdigest()
-        window = instant_ago(self.settings.idempotency_window_seconds)
+        digest, window = self._idempotency(req)
         prior = self.store.run([f"idem:{request_id}"],
                                lambda tx: tx.remembered(request_id, window))
         if prior is not None:
             return self._replay(prior, digest, request_id)
         response = bundles.process(self, req, body)
-        remembered = RememberedResponse(
-            request_id=request_id, body_digest=digest, status=response.status,
-            headers=response.headers, body=_json_of(response), created=now_instant())
+        remembered = _remembrance(request_id, digest, response)
         self.store.run([f"idem:{request_id}"], lambda tx: tx.remember(remembered))
         return response
 
@@ -290,6 +288,12 @@ def warm_up() -> None:
 
     element_model()
     registry()
+
+
+def _remembrance(request_id: str, digest: str, response: FhirResponse) -> RememberedResponse:
+    return RememberedResponse(request_id=request_id, body_digest=digest, status=response.status,
+                              headers=response.headers, body=_json_of(response),
+                              created=now_instant())
 
 
 def _json_of(response: FhirResponse) -> bytes:
