@@ -33,7 +33,6 @@ from fhirhub.errors import (
     FhirError,
     InvalidError,
     Issue,
-    NotFoundError,
 )
 from fhirhub.fhir import json as fjson
 from fhirhub.fhir.structure import check_resource
@@ -276,9 +275,9 @@ class Engine:
         return response
 
     def _operation(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:
-        where = "/".join(x for x in (r.resource_type, r.id) if x) or "the server"
-        raise NotFoundError(f"The operation ${r.operation} is not supported on {where}",
-                            spine_code="INVALID_REQUEST", issue_code="not-supported")
+        from fhirhub.engine.operations import dispatch
+
+        return dispatch(engine, req, r)
 
 
 def warm_up() -> None:

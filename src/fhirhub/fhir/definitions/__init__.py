@@ -50,10 +50,21 @@ def compartment_params(code: str) -> dict[str, tuple[str, ...]]:
     return {r["code"]: tuple(r["param"]) for r in definition.get("resource", []) if r.get("param")}
 
 
+from fhirhub.fhir.definitions._canonical import (  # noqa: E402  (uses iter_r4 above)
+    CANONICAL_TYPES,
+    Definitions,
+    packaged,
+    ukcore_resources,
+)
+
 __all__ = [
+    "CANONICAL_TYPES",
+    "Definitions",
     "compartment_definitions",
     "compartment_params",
     "iter_r4",
+    "packaged",
     "search_parameters",
     "structure_definitions",
+    "ukcore_resources",
 ]
