@@ -56,6 +56,8 @@ def serve(**options: object) -> None:
         raise click.ClickException(
             f"cannot open the database {redact(settings.database_url)}: "
             f"{redact(str(exc))}") from None
+    if settings.load_definitions:
+        _install_definitions(settings)
     click.echo(f"fhirhub {__version__} starting: FHIR R4 at http://{settings.host}:{settings.port}/fhir "
                f"({settings.backend}, {settings.workers} worker(s))")
     try:
@@ -107,6 +109,30 @@ def import_(files: tuple[Path, ...], database_url: str | None, group: int) -> No
         if len(errors) > 200:
             console.print(f"  … and {len(errors) - 200} more")
         sys.exit(1)
+
+
+def _install_definitions(settings: Settings) -> None:
+    """Put the packaged conformance resources in the database (once per database)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    from fhirhub.engine import Engine
+    from fhirhub.engine.definitions import install, installed
+
+    engine = Engine(settings)
+    try:
+        if installed(engine):
+            return
+        console = Console(stderr=True)
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), console=console) as progress:
+            task = progress.add_task("Installing R4 and UK Core definitions", total=None)
+            count = install(engine, lambda done, total: progress.update(
+                task, completed=done, total=total))
+        console.print(f"Installed {count} conformance resources (StructureDefinition, "
+                      "ValueSet, CodeSystem, ConceptMap, SearchParameter)")
+    finally:
+        engine.store.close()
 
 
 def _uncompressed_size(path: Path) -> int | None:

@@ -61,6 +61,31 @@ class Settings:
     log_level: str = "info"
     """Server log level: debug, info, warning or error."""
 
+    required_profiles: str = ""
+    """Profiles every resource of a type must conform to, as ``Type=url[,url];Type=url``,
+    e.g. ``Patient=https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient``. Checked on
+    every write, beside the base definition and the profiles a resource claims."""
+
+    unknown_profiles: str = "error"
+    """What a ``meta.profile`` this server does not know is: ``error`` (the write is
+    refused) or ``warning`` (the write goes ahead, the profile unchecked)."""
+
+    load_definitions: bool = True
+    """Load the packaged conformance resources (R4 and UK Core StructureDefinitions,
+    ValueSets, CodeSystems, ConceptMaps, SearchParameters) into the database at start-up, so
+    that they can be read and searched like any resource. Done once per database."""
+
+    @property
+    def profile_requirements(self) -> dict[str, tuple[str, ...]]:
+        """:attr:`required_profiles` as a mapping from resource type to profile URLs."""
+        found: dict[str, tuple[str, ...]] = {}
+        for part in self.required_profiles.split(";"):
+            if not part.strip():
+                continue
+            rtype, _, urls = part.partition("=")
+            found[rtype.strip()] = tuple(u.strip() for u in urls.split(",") if u.strip())
+        return found
+
     @property
     def backend(self) -> str:
         return "postgresql" if self.database_url.startswith(("postgresql:", "postgres:")) else "sqlite"
@@ -104,6 +129,14 @@ class Settings:
                 f"{ENV_PREFIX}DEFAULT_PAGE_SIZE ({self.default_page_size}) is larger than "
                 f"{ENV_PREFIX}MAX_PAGE_SIZE ({self.max_page_size})"
             )
+        for part in self.required_profiles.split(";"):
+            rtype, equals, urls = part.partition("=")
+            if part.strip() and (not equals or not re.fullmatch(r"[A-Z][A-Za-z]+", rtype.strip())
+                                 or not urls.strip()):
+                raise ConfigError(f"{ENV_PREFIX}REQUIRED_PROFILES: {part.strip()!r} is not "
+                                  "Type=profile-url[,profile-url]")
+        if self.unknown_profiles not in ("error", "warning"):
+            raise ConfigError(f"{ENV_PREFIX}UNKNOWN_PROFILES must be error or warning")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL must be debug, info, warning or error")
 

@@ -126,7 +126,8 @@ def test_bundle_of_other_type_is_refused(client: TestClient) -> None:
     assert r.status_code == 400
 
 
-def test_duplicate_full_urls_are_refused(client: TestClient) -> None:
+def test_duplicate_full_urls_are_refused_by_bdl_7(client: TestClient) -> None:
     e = {"fullUrl": PAT_URN, "resource": patient(), "request": {"method": "POST", "url": "Patient"}}
     r = client.post("/fhir", json=bundle("transaction", e, e), headers=H)
-    assert r.status_code == 400
+    assert r.status_code == 422
+    assert "bdl-7" in r.json()["issue"][0]["diagnostics"]

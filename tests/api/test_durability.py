@@ -95,7 +95,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 def patient(n: int) -> dict[str, Any]:
     return {"resourceType": "Patient",
-            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": f"{n:010d}"}],
+            "identifier": [{"system": "https://example.org/fhirhub/crash-test", "value": f"{n:010d}"}],
             "name": [{"family": f"Crash{n}", "given": ["Test"]}]}
 
 

@@ -7,6 +7,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.api.helpers import FHIR_JSON, outcome_codes, patient
+from tests.support import nhs_numbers
 
 H = {"Content-Type": FHIR_JSON}
 
@@ -277,8 +278,9 @@ def test_history_since_filters_by_time(client: TestClient) -> None:
 
 
 def test_write_is_visible_to_the_next_read_and_search(client: TestClient) -> None:
-    for i in range(20):
-        nhs = f"90000{i:05d}"
+    numbers = nhs_numbers()
+    for _ in range(20):
+        nhs = next(numbers)
         created = create(client, patient(nhs=nhs))
         assert client.get(f"/fhir/Patient/{created['id']}").status_code == 200
         found = client.get("/fhir/Patient", params={"identifier": nhs}).json()

@@ -41,6 +41,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _INLINE = frozenset({"read", "vread", "capabilities"})
 _JSON = "application/fhir+json; charset=utf-8"
 HOUSEKEEPING_SECONDS = 300
+DEFINITIONS_SECONDS = 5
 
 
 class FhirApp:
@@ -60,15 +61,16 @@ class FhirApp:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        housekeeping: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                housekeeping = asyncio.create_task(self._housekeeping())
+                tasks = [asyncio.create_task(self._housekeeping()),
+                         asyncio.create_task(self._definitions())]
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if housekeeping is not None:
-                    housekeeping.cancel()
+                for task in tasks:
+                    task.cancel()
                 self._pool.shutdown(wait=True)
                 self.engine.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -84,6 +86,17 @@ class FhirApp:
                 log.warning("purging expired idempotency records failed; will retry",
                             exc_info=True)
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
+
+    async def _definitions(self) -> None:
+        """Pick up StructureDefinitions other worker processes wrote, every few seconds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(DEFINITIONS_SECONDS)
+            try:
+                await loop.run_in_executor(self._pool, self.engine.refresh_definitions)
+            except FhirError:
+                log.warning("reloading stored StructureDefinitions failed; will retry",
+                            exc_info=True)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)

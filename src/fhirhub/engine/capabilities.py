@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fhirhub import FHIR_VERSION, __version__
 from fhirhub.fhir.model import element_model
 from fhirhub.search.registry import registry
+
+if TYPE_CHECKING:
+    from fhirhub.engine.operations import Operation
 
 Json = dict[str, Any]
 
@@ -16,8 +20,14 @@ TYPE_INTERACTIONS = ("create", "search-type", "history-type")
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 
 
-def capability_statement(base_url: str, date: str) -> Json:
-    resources = [_resource(rtype) for rtype in sorted(element_model().resource_types)]
+def capability_statement(base_url: str, date: str, *, operations: Sequence[Operation] = (),
+                         profiles: Mapping[str, Sequence[str]] | None = None,
+                         required: Mapping[str, Sequence[str]] | None = None) -> Json:
+    """``profiles``: the profiles the server can validate against, by resource type
+    (``supportedProfile``); ``required``: those every resource of a type must meet."""
+    resources = [_resource(rtype, operations, (profiles or {}).get(rtype, ()),
+                           (required or {}).get(rtype, ()))
+                 for rtype in sorted(element_model().resource_types)]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -40,6 +50,7 @@ def capability_statement(base_url: str, date: str) -> Json:
             ),
             "resource": resources,
             "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+            "operation": [_operation(op) for op in operations if "system" in op.levels],
             "searchParam": [
                 {"name": "_type", "type": "token",
                  "documentation": "Resource types to search at system level"},
@@ -48,15 +59,21 @@ def capability_statement(base_url: str, date: str) -> Json:
     }
 
 
-def _resource(rtype: str) -> Json:
+def _operation(op: Operation) -> Json:
+    return {"name": op.name, "definition": op.definition}
+
+
+def _resource(rtype: str, operations: Sequence[Operation], profiles: Sequence[str],
+              required: Sequence[str]) -> Json:
     params = registry().for_type(rtype)
     search_params = [
         {"name": code, "definition": p.url, "type": p.type}
         for code, p in sorted(params.items()) if p.url and p.type != "composite"
     ]
-    return {
+    found: Json = {
         "type": rtype,
-        "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+        "profile": required[0] if len(required) == 1
+        else f"http://hl7.org/fhir/StructureDefinition/{rtype}",
         "interaction": [{"code": c} for c in (*INSTANCE_INTERACTIONS, *TYPE_INTERACTIONS)],
         "versioning": "versioned-update",
         "readHistory": True,
@@ -70,6 +87,16 @@ def _resource(rtype: str) -> Json:
         "searchRevInclude": ["*"],
         "searchParam": search_params,
     }
+    if profiles:
+        found["supportedProfile"] = list(profiles)
+    if required:
+        found["documentation"] = ("Every resource of this type must conform to "
+                                  + ", ".join(required) + " (checked on every write).")
+    ops = [_operation(op) for op in operations
+           if op.levels & {"type", "instance"} and (not op.types or rtype in op.types)]
+    if ops:
+        found["operation"] = ops
+    return found
 
 
 __all__ = ["capability_statement"]

@@ -3,6 +3,7 @@ error turned into an OperationOutcome here (nothing escapes to the web layer).""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from fhirhub.config import Settings
+from fhirhub.config import ConfigError, Settings
 from fhirhub.engine import bundles, interactions, reading
 from fhirhub.engine.capabilities import capability_statement
 from fhirhub.engine.clock import instant_ago, now_instant
@@ -25,6 +26,7 @@ from fhirhub.engine.formats import (
     summary_mode,
 )
 from fhirhub.engine.outcome import error_outcome, status_of
+from fhirhub.engine.profiles import StoredProfiles
 from fhirhub.engine.request import FhirRequest, FhirResponse
 from fhirhub.engine.router import Route, route
 from fhirhub.errors import (
@@ -33,9 +35,11 @@ from fhirhub.errors import (
     FhirError,
     InvalidError,
     Issue,
+    UnprocessableError,
 )
 from fhirhub.fhir import json as fjson
 from fhirhub.fhir.structure import check_resource
+from fhirhub.fhir.validation import Validator
 from fhirhub.search.index import index_resource
 from fhirhub.search.parse import canonical_params, parse_search
 from fhirhub.search.types import SearchQuery
@@ -44,7 +48,6 @@ from fhirhub.store.base import RememberedResponse, Transaction
 
 log = logging.getLogger("fhirhub.engine")
 
-Validator = Callable[[Any, str | None], list[Issue]]
 View = tuple[Any, frozenset[str] | None]  # (_summary mode, _elements)
 
 
@@ -61,9 +64,9 @@ class Engine:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
-        self.validators: list[Validator] = [
-            lambda resource, rtype: check_resource(resource, expected_type=rtype)
-        ]
+        self.profiles = StoredProfiles(self.store)
+        self.profiles.refresh()
+        self.validator = _validator(settings, self.profiles.resources())
         self.ctx = WriteContext(check=self.check, index=index_resource,
                                 parse_criteria=self._criteria_query)
         warm_up()
@@ -111,7 +114,11 @@ class Engine:
 
     def handle(self, req: FhirRequest) -> FhirResponse:
         try:
-            return self.dispatch(req, route(req.method, req.path))
+            r = route(req.method, req.path)
+            response = self.dispatch(req, r)
+            if response.status < 300 and _may_change_definitions(req, r):
+                self.refresh_definitions()
+            return response
         except FhirError as error:
             return self.error_response(error)
         except Exception:
@@ -188,16 +195,27 @@ class Engine:
         return self.store.purge_remembered(instant_ago(self.settings.idempotency_window_seconds))
 
     def check(self, resource: Any, expected_type: str | None) -> None:
-        """Raise InvalidError carrying every issue the validators find."""
-        issues = [i for v in self.validators for i in v(resource, expected_type)]
-        errors = [i for i in issues if i.severity in ("error", "fatal")]
-        if errors:
-            first = errors[0]
-            raise InvalidError(
-                first.diagnostics, issue_code=first.code,
-                spine_code=first.spine_code or "INVALID_RESOURCE",
-                expression=first.expression, issues=errors[1:],
-            )
+        """Refuse a resource that is not valid: 400 when it is not well-formed FHIR JSON of
+        the expected type, 422 when it breaks its definition or a profile (R4 http.html:
+        "422 Unprocessable Entity - the proposed resource violated applicable FHIR profiles
+        or server business rules"). Every error issue is carried."""
+        _refuse(check_resource(resource, expected_type=expected_type), InvalidError)
+        _refuse(self.validator.check_profiles(resource), UnprocessableError)
+
+    def refresh_definitions(self) -> None:
+        """Use the StructureDefinitions written since the last look (by this process or
+        another) for validation from now on."""
+        if self.profiles.refresh():
+            self.validator = _validator(self.settings, self.profiles.resources(), warm=False)
+
+    def trusted(self) -> Engine:
+        """This engine with writes checked for their JSON shape only, for installing the
+        packaged definitions (published content this server does not second-guess; some of
+        the published R4 definitions break their own rules, docs/conformance.md)."""
+        view = copy.copy(self)
+        view.ctx = WriteContext(check=_check_shape, index=index_resource,
+                                parse_criteria=self._criteria_query)
+        return view
 
     # -- search helpers -----------------------------------------------------------------------------
 
@@ -236,7 +254,11 @@ class Engine:
 
     @cached_property
     def _capability_json(self) -> bytes:
-        return fjson.dumps(capability_statement("", now_instant()))
+        from fhirhub.engine.operations import operations
+
+        return fjson.dumps(capability_statement(
+            "", now_instant(), operations=operations(), profiles=_supported_profiles(),
+            required=self.settings.profile_requirements))
 
     def _capabilities(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:
         statement = fjson.loads(self._capability_json)
@@ -258,10 +280,10 @@ class Engine:
                 {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
                 for e in entries
             ]}
-        self.check(shell, "Bundle")
+        engine.check(shell, "Bundle")
         request_id = req.client_request_id
         if body.get("type") != "batch" or not request_id:
-            return bundles.process(self, req, body)
+            return bundles.process(engine, req, body)
         # A batch's entries commit one by one, so its remembered response cannot share their
         # transaction (a transaction's does, in write()): it is looked up first and kept last.
         digest, window = self._idempotency(req)
@@ -269,7 +291,7 @@ class Engine:
                                lambda tx: tx.remembered(request_id, window))
         if prior is not None:
             return self._replay(prior, digest, request_id)
-        response = bundles.process(self, req, body)
+        response = bundles.process(engine, req, body)
         remembered = _remembrance(request_id, digest, response)
         self.store.run([f"idem:{request_id}"], lambda tx: tx.remember(remembered))
         return response
@@ -278,6 +300,54 @@ class Engine:
         from fhirhub.engine.operations import dispatch
 
         return dispatch(engine, req, r)
+
+
+def _may_change_definitions(req: FhirRequest, r: Route) -> bool:
+    return req.method not in ("GET", "HEAD") and (
+        r.resource_type == "StructureDefinition" or r.interaction == "transaction")
+
+
+def _validator(settings: Settings, stored: list[dict[str, Any]], *,
+               warm: bool = True) -> Validator:
+    from fhirhub.fhir.definitions import packaged
+    from fhirhub.fhir.terminology import terminology
+
+    definitions = packaged().extended(stored) if stored else packaged()
+    validator = Validator(definitions, terminology(),
+                          required_profiles=settings.profile_requirements,
+                          unknown_profile=settings.unknown_profiles)
+    unknown = validator.unknown_profiles(
+        url for urls in settings.profile_requirements.values() for url in urls)
+    if unknown:
+        raise ConfigError(f"FHIRHUB_REQUIRED_PROFILES names profiles this server does not "
+                          f"know: {', '.join(unknown)}")
+    if warm:
+        validator.warm_up()
+    return validator
+
+
+def _supported_profiles() -> dict[str, list[str]]:
+    """The packaged profiles of each resource type (R4's own and UK Core's)."""
+    from fhirhub.fhir.definitions import packaged
+
+    found: dict[str, list[str]] = {}
+    for sd in packaged().all("StructureDefinition"):
+        if sd.get("derivation") == "constraint" and sd.get("kind") == "resource":
+            found.setdefault(str(sd.get("type")), []).append(str(sd["url"]))
+    return {rtype: sorted(urls) for rtype, urls in found.items()}
+
+
+def _check_shape(resource: Any, expected_type: str | None) -> None:
+    _refuse(check_resource(resource, expected_type=expected_type), InvalidError)
+
+
+def _refuse(issues: list[Issue], error: type[InvalidError]) -> None:
+    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if errors:
+        first = errors[0]
+        raise error(first.diagnostics, issue_code=first.code,
+                    spine_code=first.spine_code or "INVALID_RESOURCE",
+                    expression=first.expression, issues=errors[1:])
 
 
 def warm_up() -> None:

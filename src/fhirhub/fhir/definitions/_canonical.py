@@ -43,6 +43,13 @@ class Definitions:
         if isinstance(version, str):
             table[f"{url}|{version}"] = resource
 
+    def extended(self, extra: Iterable[Json]) -> Definitions:
+        """A copy with ``extra`` added (winning over what is here for the same URL)."""
+        copy = Definitions({k: dict(v) for k, v in self.by_type.items()}, self.expansions)
+        for resource in extra:
+            copy.add(resource)
+        return copy
+
     def get(self, rtype: str, url: str) -> Json | None:
         """The ``rtype`` with canonical ``url`` (``url|version`` also accepted)."""
         table = self.by_type.get(rtype, {})
@@ -100,10 +107,16 @@ def ukcore_resources() -> list[Json]:
 
 def build(extra: Iterable[Json] = ()) -> Definitions:
     """R4, then UK Core, then ``extra``, each later one winning for the same URL."""
-    from fhirhub.fhir.definitions import iter_r4
+    from fhirhub.fhir.definitions import iter_r4, search_parameters, structure_definitions
 
     definitions = Definitions()
+    # The StructureDefinitions and SearchParameters are parsed once per process, for the
+    # element model and the search registry too.
+    for resource in (*structure_definitions().values(), *search_parameters()):
+        definitions.add(resource)
     for rtype in CANONICAL_TYPES:
+        if rtype in ("StructureDefinition", "SearchParameter"):
+            continue
         for resource in iter_r4(rtype):
             definitions.add(resource)
     for resource in iter_r4("ValueSet-expansions"):

@@ -33,6 +33,7 @@ from typing import Any
 
 from fhirhub.fhir.fhirpath._environment import UCUM
 from fhirhub.fhir.fhirpath._errors import FhirPathError
+from fhirhub.fhir.fhirpath._fast import invariant as fast_invariant
 from fhirhub.fhir.fhirpath._locate import locate
 from fhirhub.fhir.fhirpath._nodes import Location, Node, Place, as_nodes
 from fhirhub.fhir.fhirpath._parsed import parse
@@ -59,6 +60,20 @@ def evaluate(
     return compile_expression(expression)(resource, variables)
 
 
+@lru_cache(maxsize=4096)
+def compile_invariant(expression: str) -> Callable[[Any, Mapping[str, Any]], bool | None]:
+    """A predicate for an invariant: (element, variables) -> True/False, or None when the
+    expression evaluates to empty. Uses the fast compiled form when the expression is in
+    the supported subset, else the full engine (result: single boolean -> that; empty -> None;
+    anything else -> bool of 'exists'). Cached per expression.
+
+    ``variables`` holds ``resource``, ``rootResource`` and ``context`` (the element); an
+    invalid expression raises :class:`FhirPathError` here, as :func:`compile_expression`
+    does. See ``_fast`` for the subset and how it falls back to the engine.
+    """
+    return fast_invariant(expression, compile_expression(expression))
+
+
 def nodes(resource: Any, expression: str,
           variables: Mapping[str, Any] | None = None) -> list[Node]:
     """Like :func:`evaluate`, but each item is the resource's own object, with its type."""
@@ -73,6 +88,7 @@ __all__ = [
     "Node",
     "Place",
     "compile_expression",
+    "compile_invariant",
     "evaluate",
     "locate",
     "nodes",

@@ -8,6 +8,9 @@ and styles are searched for script, as a browser would read them.
 
 from __future__ import annotations
 
+import html
+import re
+
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError
 from defusedxml.ElementTree import fromstring as _parse_xml
@@ -74,6 +77,21 @@ def xhtml_problems(text: str) -> list[str]:
             if problem is not None:
                 problems[problem] = None
     return list(problems)
+
+
+def has_content(text: str) -> bool:
+    """txt-2: does a ``Narrative.div`` have some non-whitespace text or an image? For a div
+    that passed :func:`xhtml_problems` (well-formed, no DTD), stripping the comments and tags
+    leaves its text: no second XML parse on the write path."""
+    if _IMG.search(text):
+        return True
+    bare = _TAG.sub("", _COMMENT.sub("", text))
+    return bool(html.unescape(bare).strip())
+
+
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_IMG = re.compile(r"<img[\s/>]")
 
 
 def _attribute_problem(element: str, attribute: str, value: str) -> str | None:

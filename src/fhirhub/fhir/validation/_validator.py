@@ -1,0 +1,107 @@
+"""The validator: the structural check, then the base definition and every profile."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fhirhub.errors import Issue
+from fhirhub.fhir.definitions import Definitions
+from fhirhub.fhir.fhirpath import FhirPathError, compile_invariant
+from fhirhub.fhir.structure import check_resource
+from fhirhub.fhir.validation._bindings import CodeChecker
+from fhirhub.fhir.validation._compile import Compiler
+from fhirhub.fhir.validation._rules import Rule
+from fhirhub.fhir.validation._walk import Walk, child_index, is_plain
+
+log = logging.getLogger("fhirhub.validation")
+
+MAX_ISSUES = 200
+
+
+class Validator:
+    """Validates resources against R4 and the profiles they claim or are asked for.
+
+    ``required_profiles`` maps a resource type to profiles every resource of that type must
+    conform to (a deployment's rule, e.g. every Patient is a UKCore-Patient).
+    ``unknown_profile`` is the severity of a ``meta.profile`` this server does not know.
+    Thread-safe: compiled definitions are shared, each validation has its own walk.
+    """
+
+    def __init__(self, definitions: Definitions, terminology: CodeChecker, *,
+                 required_profiles: Mapping[str, tuple[str, ...]] | None = None,
+                 unknown_profile: str = "error") -> None:
+        self.definitions = definitions
+        self.compiler = Compiler(definitions)
+        self.terminology = terminology
+        self.required_profiles = dict(required_profiles or {})
+        self.unknown_profile = unknown_profile
+        self._indexes: dict[int, tuple[dict[str, Rule], tuple[Rule, ...], dict[str, Rule]]] = {}
+        self._plain: dict[int, tuple[bool, Rule]] = {}
+
+    def is_plain(self, rule: Rule) -> bool:
+        """:func:`~fhirhub.fhir.validation._walk.is_plain`, kept per rule."""
+        found = self._plain.get(id(rule))
+        if found is None or found[1] is not rule:
+            found = self._plain[id(rule)] = (is_plain(rule), rule)
+        return found[0]
+
+    def child_index(self, children: dict[str, Rule]) -> tuple[dict[str, Rule], tuple[Rule, ...]]:
+        """:func:`~fhirhub.fhir.validation._walk.child_index` of a compiled children dict,
+        kept (compiled rules live as long as the validator)."""
+        found = self._indexes.get(id(children))
+        if found is None or found[2] is not children:
+            by_key, required = child_index(children)
+            found = self._indexes[id(children)] = (by_key, required, children)
+        return found[0], found[1]
+
+    def validate(self, resource: Any, *, profiles: Iterable[str] = (),
+                 expected_type: str | None = None) -> list[Issue]:
+        """Every issue with ``resource``: errors, warnings and information, at most
+        :data:`MAX_ISSUES`. Structural errors stop the check there (the rest of it needs a
+        well-formed resource)."""
+        issues = check_resource(resource, expected_type=expected_type)
+        if issues:
+            return issues
+        return self.check_profiles(resource, profiles=profiles)
+
+    def check_profiles(self, resource: dict[str, Any], *,
+                       profiles: Iterable[str] = ()) -> list[Issue]:
+        """The issues beyond the JSON shape, for a resource that passed
+        :func:`~fhirhub.fhir.structure.check_resource`."""
+        rtype = resource["resourceType"]
+        wanted = (*self.required_profiles.get(rtype, ()), *profiles)
+        walk = Walk(self)
+        walk.resource(resource, "", tuple(dict.fromkeys(wanted)))
+        return _distinct(walk.issues)[:MAX_ISSUES]
+
+    def unknown_profiles(self, urls: Iterable[str]) -> list[str]:
+        """Those of ``urls`` this validator cannot check against (not known or not
+        compilable)."""
+        return [url for url in urls if self.compiler.profile(url.partition("|")[0]) is None]
+
+    def invariant(self, expression: str, value: Any, resource: Any, root: Any) -> bool | str | None:
+        """The invariant's verdict on ``value``: True/None pass, False fails, a string says
+        why it could not be evaluated."""
+        try:
+            check = compile_invariant(expression)
+            return check(value, {"resource": resource, "rootResource": root, "context": value})
+        except FhirPathError as exc:
+            return exc.diagnostics
+
+    def warm_up(self, urls: Iterable[str] = ()) -> None:
+        """Compile the base definitions of every resource type, and ``urls``, now."""
+        from fhirhub.fhir.model import element_model
+
+        for rtype in sorted(element_model().resource_types):
+            self.compiler.base(rtype)
+        for url in urls:
+            self.compiler.profile(url)
+
+
+def _distinct(issues: list[Issue]) -> list[Issue]:
+    return list(dict.fromkeys(issues))
+
+
+__all__ = ["MAX_ISSUES", "Validator"]

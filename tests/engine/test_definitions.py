@@ -1,0 +1,50 @@
+"""The packaged R4 and UK Core conformance resources, installed into the database so that
+they are read and searched like any resource (issue 3: "StructureDefinition, ValueSet,
+CodeSystem and SearchParameter resources from R4 and UK Core are readable and searchable")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhirhub.engine import Engine, FhirRequest, FhirResponse
+from fhirhub.engine.definitions import install, installed, packaged_resources
+from fhirhub.fhir import json as fjson
+
+
+def get(engine: Engine, path: str, query: list[tuple[str, str]] | None = None) -> FhirResponse:
+    return engine.handle(FhirRequest(method="GET", path=path, query=query or [],
+                                     base_url="http://fhir.example.org/fhir", request_id="r"))
+
+
+def body_of(response: FhirResponse) -> dict[str, Any]:
+    if response.resource is not None:
+        return response.resource
+    assert response.json_body is not None
+    loaded: dict[str, Any] = fjson.loads(response.json_body)
+    return loaded
+
+
+def test_installed_definitions_are_readable_and_searchable_and_installed_once(
+        engine: Engine) -> None:
+    assert not installed(engine)
+    assert install(engine) == len(packaged_resources())
+    assert installed(engine)
+
+    patient = get(engine, "StructureDefinition/UKCore-Patient")
+    assert patient.status == 200
+    assert body_of(patient)["url"] == "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"
+
+    found = body_of(get(engine, "ValueSet", [("url", "http://hl7.org/fhir/ValueSet/administrative-gender")]))
+    assert [e["resource"]["id"] for e in found["entry"]] == ["administrative-gender"]
+    uk = body_of(get(engine, "CodeSystem", [("url:below", "https://fhir.hl7.org.uk/CodeSystem/"),
+                                            ("_summary", "count")]))
+    assert uk["total"] > 50
+    params = body_of(get(engine, "SearchParameter", [("base", "Patient"), ("code", "birthdate")]))
+    assert params["entry"]
+
+    expanded = get(engine, "ValueSet/administrative-gender/$expand")
+    assert expanded.status == 200
+    codes = {c["code"] for c in body_of(expanded)["expansion"]["contains"]}
+    assert codes == {"male", "female", "other", "unknown"}
+
+    assert install(engine) == 0
