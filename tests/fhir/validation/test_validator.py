@@ -29,7 +29,7 @@ def only(issues: list[Issue], severity: str) -> list[Issue]:
 
 def observation(**extra: Any) -> dict[str, Any]:
     return {"resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}, **extra}
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]}, **extra}
 
 
 def uk_patient(nhs: str = "9000000009", **extra: Any) -> dict[str, Any]:
@@ -42,6 +42,14 @@ def uk_patient(nhs: str = "9000000009", **extra: Any) -> dict[str, Any]:
 
 def test_a_minimal_valid_observation_has_no_errors(validator: Validator) -> None:
     assert errors(validator.validate(observation())) == []
+
+
+def test_an_observation_coded_as_a_vital_sign_must_meet_its_vital_signs_profile(
+        validator: Validator) -> None:
+    weight = observation(code={"coding": [{"system": "http://loinc.org", "code": "29463-7"}]})
+    issues = errors(validator.validate(weight))
+    assert any("vs-2" in i.diagnostics for i in issues)  # no value and no dataAbsentReason
+    assert any("category" in i.diagnostics.lower() for i in issues)
 
 
 def test_a_missing_required_element_is_an_error_naming_it(validator: Validator) -> None:

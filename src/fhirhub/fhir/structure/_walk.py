@@ -155,6 +155,10 @@ class Walker:
         elif not value:
             self.add("structure", RESOURCE, f"'{prop.name}' must not be an empty object; "
                      "leave the property out instead", _at(parent, prop.segment, index))
+        elif kind == COMPLEX and len(value) == 1 and "id" in value:
+            self.add("invariant", RESOURCE, f"'{prop.name}' has only an id: an element must "
+                     "have a value or children other than id (ele-1)",
+                     _at(parent, prop.segment, index))
         elif kind == COMPLEX:
             path = _at(parent, prop.segment, index)
             self.object(value, prop.children_key, path)
@@ -232,6 +236,8 @@ class Walker:
             return None
         if not prop.is_array:
             self.element_extension(value, name, f"{path}.{prop.segment}")
+            if obj.get(base) is None:
+                self.id_only(value, name, f"{path}.{prop.segment}")
         elif type(value) is not list or not value:
             self.add("structure", RESOURCE, f"'{name}' must be a non-empty JSON array, as "
                      f"'{base}' repeats", f"{path}.{name}")
@@ -247,6 +253,8 @@ class Walker:
         for index, item in enumerate(extensions):
             if item is not None:
                 self.element_extension(item, name, f"{path}[{index}]")
+                if type(values) is not list or index >= len(values) or values[index] is None:
+                    self.id_only(item, name, f"{path}[{index}]")
             elif values is None:
                 self.add("structure", RESOURCE, f"'{name}' has a null entry, but there is "
                          "no value for it either", f"{path}[{index}]")
@@ -264,6 +272,12 @@ class Walker:
                          "primitive's extension object has only 'id' and 'extension'", path)
             value = {k: v for k, v in value.items() if k in _ELEMENT_KEYS}
         self.object(value, "Element", path)
+
+    def id_only(self, value: Any, name: str, path: str) -> None:
+        """A primitive with no value and only an id breaks ele-1."""
+        if type(value) is dict and len(value) == 1 and "id" in value:
+            self.add("invariant", RESOURCE, f"'{name}' has only an id and no value: an element "
+                     "must have a value or children other than id (ele-1)", path)
 
     # extensions and narrative
 

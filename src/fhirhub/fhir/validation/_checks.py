@@ -15,8 +15,10 @@ slice (their own definition and where it may be used), NHS numbers.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from fhirhub.fhir.model import element_model
@@ -38,8 +40,12 @@ def _txt_2(value: Any) -> bool:
     return not isinstance(value, str) or narrative_has_content(value)
 
 
-# Invariants whose FHIRPath needs what only code can do: checked by these functions.
-NATIVE_INVARIANTS: dict[str, Callable[[Any], bool]] = {"txt-2": _txt_2}
+# Published R4 invariants with a known error, as corrected (R4 technical errata): que-12
+# says "count() > 2" where its own text, and later versions, say "more than one".
+INVARIANT_ERRATA = {
+    ("que-12", "enableWhen.count() > 2 implies enableBehavior.exists()"):
+        "enableWhen.count() > 1 implies enableBehavior.exists()",
+}
 
 _LITERAL = re.compile(
     r"(?:(?P<base>https?://[^\s]+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
@@ -81,6 +87,90 @@ def identifier(walk: Walk, value: dict[str, Any], path: str) -> None:
                  f"{path}.value")
 
 
+def attachment(walk: Walk, value: dict[str, Any], path: str) -> None:
+    """Attachment.size, when given with the data, is the data's size in bytes."""
+    data, size = value.get("data"), value.get("size")
+    if not isinstance(data, str) or not isinstance(size, int) or isinstance(size, bool):
+        return
+    try:
+        decoded = len(base64.b64decode(data, validate=False))
+    except (binascii.Error, ValueError):
+        return  # a bad base64Binary is the structural check's to report
+    if decoded != size:
+        walk.add("error", "value", f"Attachment.size says {size} bytes, but the data is "
+                 f"{decoded} bytes", f"{path}.size")
+
+
+def coding_system(walk: Walk, value: dict[str, Any], path: str) -> bool:
+    """Coding.system is a code system's absolute URI; False when it is not (no further
+    code checks then)."""
+    system = value.get("system")
+    if not isinstance(system, str):
+        return True
+    if ":" not in system:
+        walk.add("error", "value", f"Coding.system must be an absolute URI, not '{system}'",
+                 f"{path}.system")
+        return False
+    definitions = walk.validator.definitions
+    if definitions.value_set(system) is not None and definitions.code_system(system) is None:
+        walk.add("error", "value", f"Coding.system '{system}' is the URL of a ValueSet; it must "
+                 "be a code system's", f"{path}.system")
+        return False
+    return True
+
+
+_SCRIPT = re.compile(r"<\s*script", re.IGNORECASE)
+_MARKUP = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?\s*>")
+
+
+# Definitional content, whose descriptions are documentation written by specification
+# authors (and quote markup on purpose), not data shown to patients and clinicians.
+_DEFINITIONAL = frozenset({
+    "StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap", "ImplementationGuide",
+    "CapabilityStatement", "OperationDefinition", "SearchParameter", "NamingSystem",
+    "StructureMap", "GraphDefinition", "CompartmentDefinition", "MessageDefinition",
+    "TerminologyCapabilities", "ExampleScenario",
+})
+
+
+def markup(walk: Walk, value: Any, path: str) -> None:
+    """A plain string must not carry HTML tags: a receiver that renders it would run them
+    (narrative and markdown are where formatting goes). Definitional resources are exempt
+    but for scripts."""
+    if not isinstance(value, str) or "<" not in value or _MARKUP.search(value) is None:
+        return
+    if walk.current.get("resourceType") in _DEFINITIONAL and _SCRIPT.search(value) is None:
+        return
+    walk.add("error", "security", "The string contains text that looks like HTML tags, "
+             "which are not allowed in plain strings for security reasons", path)
+
+
+def dom_3(resource: Any) -> bool:
+    """dom-3: each contained resource is referred to from elsewhere in the resource, or
+    refers to its container ('#')."""
+    contained = resource.get("contained") if isinstance(resource, dict) else None
+    if not isinstance(contained, list):
+        return True
+    strings = set(_strings(resource))
+    for item in contained:
+        if not isinstance(item, dict):
+            continue
+        if f"#{item.get('id')}" not in strings and "#" not in set(_strings(item)):
+            return False
+    return True
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def reference(walk: Walk, rule: Rule, value: dict[str, Any], path: str) -> None:
     ref = value.get("reference")
     if not isinstance(ref, str) or ref.startswith("#"):
@@ -102,6 +192,15 @@ def reference(walk: Walk, rule: Rule, value: dict[str, Any], path: str) -> None:
     if isinstance(declared, str) and declared != target_type:
         walk.add("error", "value", f"The reference '{ref}' is to a {target_type}, but its "
                  f"type says {declared}", f"{path}.type")
+    match = _LITERAL.fullmatch(ref)
+    if match is not None and match["base"] is None and walk.bundle is not None:
+        # inside a Bundle, Type/<uuid> finds the entry urn:uuid:<uuid> (bundle.html#references)
+        other = _bundle_type(walk.bundle, f"urn:uuid:{match['id']}")
+        if other is not None and other != target_type:
+            walk.add("error", "value", f"The reference '{ref}' matches the Bundle entry "
+                     f"urn:uuid:{match['id']}, which is a {other}, not a {target_type}",
+                     f"{path}.reference")
+            return
     allowed = _allowed_targets(walk, rule)
     if allowed and target_type not in allowed:
         walk.add("error", "structure", f"The reference '{ref}' is to a {target_type}; "
@@ -111,17 +210,17 @@ def reference(walk: Walk, rule: Rule, value: dict[str, Any], path: str) -> None:
 
 def _target_type(walk: Walk, ref: str) -> str | None:
     if ref.startswith("urn:"):
-        return _bundle_type(walk.root, ref)
+        return _bundle_type(walk.bundle, ref)
     match = _LITERAL.fullmatch(ref)
     if match is not None:
         return match["type"]
-    return _bundle_type(walk.root, ref) if ref.startswith("http") else None
+    return _bundle_type(walk.bundle, ref) if ref.startswith("http") else None
 
 
-def _bundle_type(root: dict[str, Any], full_url: str) -> str | None:
-    if root.get("resourceType") != "Bundle":
+def _bundle_type(bundle: dict[str, Any] | None, full_url: str) -> str | None:
+    if bundle is None:
         return None
-    for entry in root.get("entry", ()):
+    for entry in bundle.get("entry", ()):
         if isinstance(entry, dict) and entry.get("fullUrl") == full_url:
             resource = entry.get("resource")
             if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
@@ -150,13 +249,17 @@ def extension(walk: Walk, rule: Rule, value: dict[str, Any], path: str,
     url = value.get("url")
     if not isinstance(url, str):
         return
+    if ":" not in url and context[1] != "Extension":
+        walk.add("error", "value", f"The extension url '{url}' must be an absolute URL (only "
+                 "the parts of a complex extension have relative urls)", f"{path}.url")
+        return
     definition = walk.compiler.profile(url)
     if definition is None:
         modifier = rule.name == "modifierExtension"
-        if modifier or url.startswith(_CORE):
+        if modifier or url.startswith(_CORE) or walk.validator.unknown_extension == "error":
             walk.add("error", "structure", f"The {'modifier ' if modifier else ''}extension "
-                     f"{url} is not known to this server", path)
-        else:
+                     f"{url} is not known to this server, so it is not allowed here", path)
+        elif context[1] != "Extension":
             walk.add("warning", "informational", f"The extension {url} is not known to this "
                      "server, so its content was not checked", path)
         return
@@ -193,5 +296,21 @@ def _check_context(walk: Walk, url: str, path: str, context: tuple[Rule, str]) -
              f"); it may be used on {allowed}", path)
 
 
-__all__ = ["NATIVE_INVARIANTS", "NHS_NUMBER_SYSTEM", "STRUCTURAL_INVARIANTS", "extension", "identifier",
-           "nhs_number_problem", "reference"]
+# Invariants whose FHIRPath needs what only code can do (htmlChecks()), or that the FHIRPath
+# engine cannot evaluate on plain JSON (dom-3's as(canonical)): checked by these functions.
+NATIVE_INVARIANTS: dict[str, Callable[[Any], bool]] = {"txt-2": _txt_2, "dom-3": dom_3}
+
+__all__ = [
+    "INVARIANT_ERRATA",
+    "NATIVE_INVARIANTS",
+    "NHS_NUMBER_SYSTEM",
+    "STRUCTURAL_INVARIANTS",
+    "attachment",
+    "coding_system",
+    "dom_3",
+    "extension",
+    "identifier",
+    "markup",
+    "nhs_number_problem",
+    "reference",
+]

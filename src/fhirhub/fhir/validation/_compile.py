@@ -76,6 +76,29 @@ class Compiler:
         """The compiled base definition of a FHIR type (``HumanName``, ``Patient``)."""
         return self.profile(type_code if "/" in type_code else CORE + type_code)
 
+    def differential_problems(self, sd: Json) -> list[tuple[int, str]]:
+        """The differential elements of ``sd`` that name no element of its base, with their
+        index (a profile under validation, not one this compiler keeps)."""
+        base_url = sd.get("baseDefinition")
+        if "snapshot" in sd or not isinstance(base_url, str):
+            return []
+        base = self.profile(base_url)
+        differential = sd.get("differential", {}).get("element", [])
+        if base is None or not isinstance(differential, list):
+            return []
+        root = copy.deepcopy(base)
+        problems: list[tuple[int, str]] = []
+        for index, el in enumerate(differential):
+            element_id = el.get("id") or el.get("path") if isinstance(el, dict) else None
+            if not isinstance(element_id, str):
+                continue
+            try:
+                self._navigate(root, element_id, unfold=True)
+            except _Unplaced as exc:
+                problems.append((index, f"The differential element '{element_id}' names no "
+                                 f"element of {base_url}: {exc}"))
+        return problems
+
     def structure(self, url: str) -> Json | None:
         return self.definitions.structure_definition(url)
 

@@ -86,6 +86,7 @@ class Rule:
     children: dict[str, Rule] | None = None
     content_reference: str | None = None  # "#Questionnaire.item": children of that element
     base_max: int | None = None  # the max of the R4 base element (what the JSON shape allows)
+    expected: dict[str, Any] = field(default_factory=dict)  # slicing: path -> required value
 
     @property
     def is_choice(self) -> bool:

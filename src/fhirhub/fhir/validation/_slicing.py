@@ -58,23 +58,50 @@ def _one(slice_rule: Rule, d: Discriminator, item: Any, type_code: str,
 
 
 def expected_value(slice_rule: Rule, path: str) -> Any:
-    """The fixed or pattern value the slice requires at ``path`` (MISSING: none)."""
-    node: Rule | None = slice_rule
+    """The fixed or pattern value the slice requires at ``path`` (MISSING: none); kept on
+    the rule, as slicing asks it for every item."""
+    found = slice_rule.expected.get(path, _UNSET)
+    if found is _UNSET:
+        found = slice_rule.expected[path] = _expected(slice_rule, path)
+    return found
+
+
+_UNSET: Any = object()
+
+
+def _expected(slice_rule: Rule, path: str) -> Any:
     steps = [s for s in path.split(".") if s and s != "$this"]
-    for index, step in enumerate(steps):
-        assert node is not None
-        own = node.fixed if node.fixed is not MISSING else node.pattern
-        if own is not MISSING:
-            found = at_path(own, ".".join(steps[index:]))
-            return found[0] if len(found) == 1 else MISSING
-        if step == "url" and node.children is None and node.types:
-            # an extension slice that names its definition: the url is the definition's
-            return next(iter(node.types[0].profiles), MISSING)
-        node = _child(node, step)
-        if node is None:
-            return MISSING
-    assert node is not None
-    return node.fixed if node.fixed is not MISSING else node.pattern
+    url = slice_rule.children.get("url") if slice_rule.children is not None else None
+    if steps == ["url"] and (url is None or url.fixed is MISSING) and slice_rule.types:
+        # an extension slice that names its definition: the url is the definition's
+        return next(iter(slice_rule.types[0].profiles), MISSING)
+    implied = _implied(slice_rule)
+    if implied is MISSING:
+        return MISSING
+    values = at_path(implied, ".".join(steps))
+    return values[0] if len(values) == 1 else MISSING
+
+
+def _implied(node: Rule, depth: int = 0) -> Any:
+    """What ``node`` requires of a value, as a pattern: its fixed or pattern value, else the
+    fixed values its children (and their required slices) require, e.g. a ``code`` whose
+    ``coding:SBPCode`` slice fixes system and code (the R4 blood-pressure profile)."""
+    own = node.fixed if node.fixed is not MISSING else node.pattern
+    if own is not MISSING or node.children is None or depth > 4:
+        return own
+    pattern: dict[str, Any] = {}
+    for name, child in node.children.items():
+        if name in ("id", "extension", "modifierExtension") or child.is_choice:
+            continue
+        items = [p for s in child.slices.values() if s.min > 0
+                 if (p := _implied(s, depth + 1)) is not MISSING]
+        if items:
+            pattern[name] = items
+            continue
+        value = _implied(child, depth + 1)
+        if value is not MISSING:
+            pattern[name] = [value] if child.max != 1 and child.base_max != 1 else value
+    return pattern or MISSING
 
 
 def _rule_at(rule: Rule, path: str) -> Rule | None:

@@ -18,6 +18,7 @@ from fhirhub.fhir.validation._walk import Walk, child_index, is_plain
 log = logging.getLogger("fhirhub.validation")
 
 MAX_ISSUES = 200
+VITAL_SIGNS = "http://hl7.org/fhir/StructureDefinition/vitalsigns"
 
 
 class Validator:
@@ -31,12 +32,14 @@ class Validator:
 
     def __init__(self, definitions: Definitions, terminology: CodeChecker, *,
                  required_profiles: Mapping[str, tuple[str, ...]] | None = None,
-                 unknown_profile: str = "error") -> None:
+                 unknown_profile: str = "error", unknown_extension: str = "warning") -> None:
         self.definitions = definitions
         self.compiler = Compiler(definitions)
         self.terminology = terminology
         self.required_profiles = dict(required_profiles or {})
         self.unknown_profile = unknown_profile
+        self.unknown_extension = unknown_extension
+        self._vital_signs: dict[tuple[str, str], str] | None = None
         self._indexes: dict[int, tuple[dict[str, Rule], tuple[Rule, ...], dict[str, Rule]]] = {}
         self._plain: dict[int, tuple[bool, Rule]] = {}
 
@@ -76,6 +79,26 @@ class Validator:
         walk.resource(resource, "", tuple(dict.fromkeys(wanted)))
         return _distinct(walk.issues)[:MAX_ISSUES]
 
+    def implied_profiles(self, resource: dict[str, Any]) -> tuple[str, ...]:
+        """Profiles a resource must meet because of what it is, claimed or not: an R4
+        Observation coded as a vital sign "SHALL conform" to that vital sign's profile
+        (https://hl7.org/fhir/R4/observation-vitalsigns.html)."""
+        if resource.get("resourceType") != "Observation":
+            return ()
+        code = resource.get("code")
+        codings = code.get("coding") if isinstance(code, dict) else None
+        if not isinstance(codings, list):
+            return ()
+        table = self._vital_sign_profiles()
+        return tuple(dict.fromkeys(
+            table[(c.get("system"), c.get("code"))] for c in codings
+            if isinstance(c, dict) and (c.get("system"), c.get("code")) in table))
+
+    def _vital_sign_profiles(self) -> dict[tuple[str, str], str]:
+        if self._vital_signs is None:
+            self._vital_signs = vital_sign_profiles(self.definitions, self.compiler)
+        return self._vital_signs
+
     def unknown_profiles(self, urls: Iterable[str]) -> list[str]:
         """Those of ``urls`` this validator cannot check against (not known or not
         compilable)."""
@@ -98,6 +121,29 @@ class Validator:
             self.compiler.base(rtype)
         for url in urls:
             self.compiler.profile(url)
+
+
+def vital_sign_profiles(definitions: Definitions, compiler: Compiler) -> dict[tuple[str, str], str]:
+    """(system, code) of each R4 vital sign, from its profile's fixed or pattern code."""
+    found: dict[tuple[str, str], str] = {}
+    for sd in definitions.all("StructureDefinition"):
+        if sd.get("baseDefinition") != VITAL_SIGNS:
+            continue
+        rule = compiler.profile(sd["url"])
+        code = rule.children.get("code") if rule is not None and rule.children else None
+        if code is None or code.children is None:
+            continue
+        coding = code.children.get("coding")
+        for s in (coding.slices.values() if coding is not None else ()):
+            for key in ("system", "code"):
+                if s.children is None or key not in s.children:
+                    break
+            else:
+                assert s.children is not None
+                system, value = s.children["system"].fixed, s.children["code"].fixed
+                if isinstance(system, str) and isinstance(value, str):
+                    found[(system, value)] = sd["url"]
+    return found
 
 
 def _distinct(issues: list[Issue]) -> list[Issue]:

@@ -18,6 +18,7 @@ from fhirhub.errors import Issue
 from fhirhub.fhir.model import PRIMITIVE_TYPES, element_model
 from fhirhub.fhir.validation import _checks
 from fhirhub.fhir.validation._bindings import check_binding, check_coding_system
+from fhirhub.fhir.validation._resources import resource_rules
 from fhirhub.fhir.validation._rules import MISSING, Rule, Slicing
 from fhirhub.fhir.validation._slicing import EXTENSION_DISCRIMINATOR, slice_matches
 from fhirhub.fhir.validation._values import matches, same
@@ -39,29 +40,39 @@ class Walk:
         self.validator = validator
         self.compiler = validator.compiler
         self.issues: list[Issue] = []
-        self.root: dict[str, Any] = {}
-        self.current: dict[str, Any] = {}
+        self.root: dict[str, Any] = {}  # %rootResource: the resource, or its container
+        self.current: dict[str, Any] = {}  # %resource
+        self.bundle: dict[str, Any] | None = None  # the Bundle entries are resolved in
 
     def add(self, severity: str, code: str, message: str, path: str) -> None:
         self.issues.append(Issue(severity, code, message, (path,) if path else (), _SPINE))
 
     # -- resources ---------------------------------------------------------------------------
 
-    def resource(self, resource: dict[str, Any], path: str, profiles: tuple[str, ...]) -> None:
+    def resource(self, resource: dict[str, Any], path: str, profiles: tuple[str, ...], *,
+                 contained: bool = False) -> None:
+        """Walk a resource: the root, a contained one, or one nested in a Bundle entry or a
+        Parameters value (each of those is its own %rootResource; a contained resource's is
+        its container's)."""
         rtype = resource["resourceType"]
-        outer = self.current
+        outer = (self.current, self.root, self.bundle)
         self.current = resource
-        if not self.root:
+        if not contained or not self.root:
             self.root = resource
+        if rtype == "Bundle":
+            self.bundle = resource
+        where = path or rtype
         try:
             base = self.compiler.base(rtype)
             if base is not None:
-                self.element(base, resource, None, rtype, path or rtype)
+                self.element(base, resource, None, rtype, where)
             claimed = _claimed_profiles(resource)
-            for url in (*claimed, *profiles):
-                self.conform(url, resource, rtype, path or rtype, claimed=url in claimed)
+            implied = self.validator.implied_profiles(resource)
+            for url in dict.fromkeys((*claimed, *profiles, *implied)):
+                self.conform(url, resource, rtype, where, claimed=url in claimed)
+            resource_rules(self, resource, where)
         finally:
-            self.current = outer
+            self.current, self.root, self.bundle = outer
 
     def conform(self, url: str, value: Any, type_code: str, path: str, *,
                 claimed: bool = False) -> None:
@@ -122,9 +133,14 @@ class Walk:
                 self.add(finding.severity, finding.code, f"{finding.message} (binding of "
                          f"{rule.id}, strength {rule.binding.strength})", path)
         if type_code == "Coding" and isinstance(value, dict):
-            found = check_coding_system(checker, value)
+            found = check_coding_system(checker, value) \
+                if _checks.coding_system(self, value, path) else None
             if found is not None:
                 self.add(found.severity, found.code, found.message, path)
+        elif type_code == "Attachment" and isinstance(value, dict):
+            _checks.attachment(self, value, path)
+        elif type_code == "string":
+            _checks.markup(self, value, path)
         elif type_code == "Reference" and isinstance(value, dict):
             _checks.reference(self, rule, value, path)
         elif type_code == "Identifier" and isinstance(value, dict):
@@ -135,8 +151,10 @@ class Walk:
             if constraint.key in _checks.STRUCTURAL_INVARIANTS:
                 continue
             native = _checks.NATIVE_INVARIANTS.get(constraint.key)
+            expression = _checks.INVARIANT_ERRATA.get(
+                (constraint.key, constraint.expression), constraint.expression)
             outcome = native(value) if native is not None else self.validator.invariant(
-                constraint.expression, value, self.current, self.root)
+                expression, value, self.current, self.root)
             if outcome is False:
                 self.add(constraint.severity, "invariant", f"Constraint {constraint.key} "
                          f"failed: {constraint.human} [{constraint.expression}]", path)
@@ -159,7 +177,7 @@ class Walk:
 
     def fork(self) -> Walk:
         walk = Walk(self.validator)
-        walk.root, walk.current = self.root, self.current
+        walk.root, walk.current, walk.bundle = self.root, self.current, self.bundle
         return walk
 
     # -- the children of an element --------------------------------------------------------------
@@ -190,6 +208,8 @@ class Walk:
         for item in items:
             if not (plain and item[1] is None):  # a bare primitive with nothing to check
                 self.item(rule, item)
+            elif item[2] == "string":
+                _checks.markup(self, item[0], item[3])
 
     def item(self, rule: Rule, item: Item) -> None:
         value, ext, type_code, path = item
@@ -197,7 +217,7 @@ class Walk:
                                        and rule.type_codes in (("Resource",), ())):
             if isinstance(value, dict):
                 profiles = tuple(p for t in rule.types for p in t.profiles)
-                self.resource(value, path, profiles)
+                self.resource(value, path, profiles, contained=rule.name == "contained")
             return
         self.element(rule, value, ext, type_code, path)
 
