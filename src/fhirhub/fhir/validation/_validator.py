@@ -90,9 +90,8 @@ class Validator:
         if not isinstance(codings, list):
             return ()
         table = self._vital_sign_profiles()
-        return tuple(dict.fromkeys(
-            table[(c.get("system"), c.get("code"))] for c in codings
-            if isinstance(c, dict) and (c.get("system"), c.get("code")) in table))
+        keys = [(str(c.get("system")), str(c.get("code"))) for c in codings if isinstance(c, dict)]
+        return tuple(dict.fromkeys(table[key] for key in keys if key in table))
 
     def _vital_sign_profiles(self) -> dict[tuple[str, str], str]:
         if self._vital_signs is None:
