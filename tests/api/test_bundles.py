@@ -17,9 +17,15 @@ def bundle(kind: str, *entries: dict[str, Any]) -> dict[str, Any]:
 
 
 def observation(subject: str) -> dict[str, Any]:
+    """A heart rate: a vital sign, so it meets the R4 heart-rate profile too."""
     return {"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs"}]}],
             "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-            "subject": {"reference": subject}}
+            "subject": {"reference": subject}, "effectiveDateTime": "2026-11-24T09:00:00Z",
+            "valueQuantity": {"value": 72, "unit": "beats/minute",
+                              "system": "http://unitsofmeasure.org", "code": "/min"}}
 
 
 def test_transaction_resolves_urn_uuid_references(client: TestClient) -> None:

@@ -36,6 +36,13 @@ NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 STRUCTURAL_INVARIANTS = frozenset({"ele-1", "ext-1", "txt-1"})
 
 
+def _vs_1(value: Any) -> bool:
+    """vs-1 (vital signs): an effective dateTime is precise to the day at least. Its
+    FHIRPath, ``($this as dateTime).toString().length() >= 8``, needs the value's type, which
+    plain JSON does not carry; a Period (an object) passes, as ``as dateTime`` is empty."""
+    return not isinstance(value, str) or len(value) >= 8
+
+
 def _txt_2(value: Any) -> bool:
     return not isinstance(value, str) or narrative_has_content(value)
 
@@ -298,7 +305,8 @@ def _check_context(walk: Walk, url: str, path: str, context: tuple[Rule, str]) -
 
 # Invariants whose FHIRPath needs what only code can do (htmlChecks()), or that the FHIRPath
 # engine cannot evaluate on plain JSON (dom-3's as(canonical)): checked by these functions.
-NATIVE_INVARIANTS: dict[str, Callable[[Any], bool]] = {"txt-2": _txt_2, "dom-3": dom_3}
+NATIVE_INVARIANTS: dict[str, Callable[[Any], bool]] = {"txt-2": _txt_2, "dom-3": dom_3,
+                                                       "vs-1": _vs_1}
 
 __all__ = [
     "INVARIANT_ERRATA",

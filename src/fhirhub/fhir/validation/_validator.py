@@ -13,7 +13,7 @@ from fhirhub.fhir.structure import check_resource
 from fhirhub.fhir.validation._bindings import CodeChecker
 from fhirhub.fhir.validation._compile import Compiler
 from fhirhub.fhir.validation._rules import Rule
-from fhirhub.fhir.validation._walk import Walk, child_index, is_plain
+from fhirhub.fhir.validation._walk import Plan, Walk, child_index, plan_of
 
 log = logging.getLogger("fhirhub.validation")
 
@@ -40,24 +40,25 @@ class Validator:
         self.unknown_profile = unknown_profile
         self.unknown_extension = unknown_extension
         self._vital_signs: dict[tuple[str, str], str] | None = None
-        self._indexes: dict[int, tuple[dict[str, Rule], tuple[Rule, ...], dict[str, Rule]]] = {}
-        self._plain: dict[int, tuple[bool, Rule]] = {}
+        self._indexes: dict[int, tuple[tuple[dict[str, Rule], tuple[Rule, ...], frozenset[str]],
+                                       dict[str, Rule]]] = {}
+        self._plans: dict[int, tuple[Plan, Rule]] = {}
 
-    def is_plain(self, rule: Rule) -> bool:
-        """:func:`~fhirhub.fhir.validation._walk.is_plain`, kept per rule."""
-        found = self._plain.get(id(rule))
+    def plan(self, rule: Rule) -> Plan:
+        """:func:`~fhirhub.fhir.validation._walk.plan_of`, kept per rule."""
+        found = self._plans.get(id(rule))
         if found is None or found[1] is not rule:
-            found = self._plain[id(rule)] = (is_plain(rule), rule)
+            found = self._plans[id(rule)] = (plan_of(rule), rule)
         return found[0]
 
-    def child_index(self, children: dict[str, Rule]) -> tuple[dict[str, Rule], tuple[Rule, ...]]:
+    def child_index(self, children: dict[str, Rule]) -> tuple[dict[str, Rule], tuple[Rule, ...],
+                                                               frozenset[str]]:
         """:func:`~fhirhub.fhir.validation._walk.child_index` of a compiled children dict,
         kept (compiled rules live as long as the validator)."""
         found = self._indexes.get(id(children))
-        if found is None or found[2] is not children:
-            by_key, required = child_index(children)
-            found = self._indexes[id(children)] = (by_key, required, children)
-        return found[0], found[1]
+        if found is None or found[1] is not children:
+            found = self._indexes[id(children)] = (child_index(children), children)
+        return found[0]
 
     def validate(self, resource: Any, *, profiles: Iterable[str] = (),
                  expected_type: str | None = None) -> list[Issue]:

@@ -11,15 +11,17 @@ trust the shape.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fhirhub.errors import Issue
+from fhirhub.fhir import json as fjson
 from fhirhub.fhir.model import PRIMITIVE_TYPES, element_model
 from fhirhub.fhir.validation import _checks
 from fhirhub.fhir.validation._bindings import check_binding, check_coding_system
 from fhirhub.fhir.validation._resources import resource_rules
-from fhirhub.fhir.validation._rules import MISSING, Rule, Slicing
+from fhirhub.fhir.validation._rules import MISSING, Constraint, Rule, Slicing
 from fhirhub.fhir.validation._slicing import EXTENSION_DISCRIMINATOR, slice_matches
 from fhirhub.fhir.validation._values import matches, same
 
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 Item = tuple[Any, Any, str, str]
 
 _EXTENSIONS = ("extension", "modifierExtension")
+# Types whose values have checks of their own, whatever the rule says.
+_CHECKED_TYPES = frozenset({"Coding", "Reference", "Identifier", "Attachment", "string"})
 _SPINE = "INVALID_RESOURCE"
 
 
@@ -43,6 +47,7 @@ class Walk:
         self.root: dict[str, Any] = {}  # %rootResource: the resource, or its container
         self.current: dict[str, Any] = {}  # %resource
         self.bundle: dict[str, Any] | None = None  # the Bundle entries are resolved in
+        self.markup_possible = True  # False: no '<' in any string but narratives
 
     def add(self, severity: str, code: str, message: str, path: str) -> None:
         self.issues.append(Issue(severity, code, message, (path,) if path else (), _SPINE))
@@ -57,58 +62,76 @@ class Walk:
         rtype = resource["resourceType"]
         outer = (self.current, self.root, self.bundle)
         self.current = resource
+        if not self.root:
+            self.markup_possible = _has_markup(resource)
         if not contained or not self.root:
             self.root = resource
         if rtype == "Bundle":
             self.bundle = resource
         where = path or rtype
         try:
-            base = self.compiler.base(rtype)
-            if base is not None:
-                self.element(base, resource, None, rtype, where)
             claimed = _claimed_profiles(resource)
             implied = self.validator.implied_profiles(resource)
-            for url in dict.fromkeys((*claimed, *profiles, *implied)):
-                self.conform(url, resource, rtype, where, claimed=url in claimed)
+            walked = [self.conform(url, resource, rtype, where, claimed=url in claimed)
+                      for url in dict.fromkeys((*claimed, *profiles, *implied))]
+            base = self.compiler.base(rtype)
+            # A profile's rules are its base's and more, so once one is walked the base is.
+            if base is not None and not any(walked):
+                self.element(base, resource, None, rtype, where)
             resource_rules(self, resource, where)
         finally:
             self.current, self.root, self.bundle = outer
 
     def conform(self, url: str, value: Any, type_code: str, path: str, *,
-                claimed: bool = False) -> None:
+                claimed: bool = False) -> bool:
+        """Walk ``value`` against the profile at ``url``; False when it could not be."""
         rule = self.compiler.profile(url.partition("|")[0])
         if rule is None:
             severity = self.validator.unknown_profile if claimed else "error"
             self.add(severity, "not-supported" if severity != "error" else "invalid",
                      f"The profile {url} is not known to this server, so the resource "
                      "cannot be checked against it", path)
-            return
+            return False
+        if rule.path != type_code and type_code not in PRIMITIVE_TYPES:
+            self.add("error", "invalid", f"The profile {url} is for {rule.path}, not "
+                     f"{type_code}", path)
+            return False
         self.element(rule, value, None, type_code, path)
+        return True
 
     # -- one element -----------------------------------------------------------------------------
 
     def element(self, rule: Rule, value: Any, ext: Any, type_code: str, path: str) -> None:
-        if value is not None:
+        plan = self.validator.plan(rule)
+        if value is not None and (plan.value_checks or type_code in _CHECKED_TYPES):
             self.value_rules(rule, value, type_code, path)
-        if rule.constraints:
-            self.invariants(rule, value if value is not None else ext, path)
-        ref = rule.type_ref(type_code)
-        if ref is not None and ref.profiles and type_code != "Extension":
-            self.type_profiles(ref.profiles, value, type_code, path)
+        if plan.constraints:
+            self.invariants(plan.constraints, value if value is not None else ext, path)
+        if plan.typed_profiles:
+            ref = rule.type_ref(type_code)
+            if ref is not None and ref.profiles and type_code != "Extension":
+                self.type_profiles(ref.profiles, value, type_code, path)
         obj = ext if type_code in PRIMITIVE_TYPES else value
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             return
         children = rule.children
         if children is None:
             base = self.compiler.base(type_code)
-            children = base.children if base is not None else None
-            if base is not None and base.constraints:  # the datatype's own (ref-1, per-1)
-                self.invariants(base, value, path)
+            if base is None:
+                return
+            children = base.children
+            base_constraints = self.validator.plan(base).constraints
+            if base_constraints:  # the datatype's own (ref-1, per-1)
+                self.invariants(base_constraints, value, path)
         if not children:
             return
-        by_key, required = self.validator.child_index(children)
+        by_key, required, skippable = self.validator.child_index(children)
         seen: set[int] = set()
         for key in obj:
+            if key in skippable and "_" + key not in obj:
+                if self.markup_possible:
+                    self.markup_of(obj[key], by_key[key], f"{path}.{key}")
+                continue
             child = by_key.get(key)
             if child is not None and id(child) not in seen:
                 seen.add(id(child))
@@ -139,17 +162,15 @@ class Walk:
                 self.add(found.severity, found.code, found.message, path)
         elif type_code == "Attachment" and isinstance(value, dict):
             _checks.attachment(self, value, path)
-        elif type_code == "string":
+        elif type_code == "string" and self.markup_possible:
             _checks.markup(self, value, path)
         elif type_code == "Reference" and isinstance(value, dict):
             _checks.reference(self, rule, value, path)
         elif type_code == "Identifier" and isinstance(value, dict):
             _checks.identifier(self, value, path)
 
-    def invariants(self, rule: Rule, value: Any, path: str) -> None:
-        for constraint in rule.constraints:
-            if constraint.key in _checks.STRUCTURAL_INVARIANTS:
-                continue
+    def invariants(self, constraints: tuple[Constraint, ...], value: Any, path: str) -> None:
+        for constraint in constraints:
             native = _checks.NATIVE_INVARIANTS.get(constraint.key)
             expression = _checks.INVARIANT_ERRATA.get(
                 (constraint.key, constraint.expression), constraint.expression)
@@ -178,13 +199,15 @@ class Walk:
     def fork(self) -> Walk:
         walk = Walk(self.validator)
         walk.root, walk.current, walk.bundle = self.root, self.current, self.bundle
+        walk.markup_possible = self.markup_possible
         return walk
 
     # -- the children of an element --------------------------------------------------------------
 
     def child(self, rule: Rule, obj: dict[str, Any], parent: str, parent_rule: Rule,
               parent_type: str) -> None:
-        items = list(_items(rule, obj, parent))
+        plan = self.validator.plan(rule)
+        items = _items(rule, plan.choice, obj, parent)
         count = len(items)
         if count < rule.min:
             self.add("error", "required", f"{rule.id}: at least {rule.min} required, "
@@ -195,21 +218,26 @@ class Walk:
                      f"{count} found", where)
         if not items:
             return
-        if rule.is_choice and len(rule.types) < 50:
+        if plan.choice and len(rule.types) < 50:
             allowed = rule.type_codes
             for _, _, type_code, path in items:
                 if type_code not in allowed and not rule.slices:
                     self.add("error", "structure", f"The type {type_code} is not allowed "
                              f"for {rule.id}; allowed: {', '.join(allowed)}", path)
-        if rule.slices or rule.slicing is not None or rule.name in _EXTENSIONS:
+        if plan.sliced:
             self.sliced(rule, items, (parent_rule, parent_type))
             return
-        plain = self.validator.is_plain(rule)
+        plain = plan.plain
         for item in items:
             if not (plain and item[1] is None):  # a bare primitive with nothing to check
                 self.item(rule, item)
-            elif item[2] == "string":
+            elif self.markup_possible and item[2] == "string":
                 _checks.markup(self, item[0], item[3])
+
+    def markup_of(self, value: Any, rule: Rule, path: str) -> None:
+        if rule.types and rule.types[0].code == "string":
+            for index, item in enumerate(value if type(value) is list else [value]):
+                _checks.markup(self, item, f"{path}[{index}]" if type(value) is list else path)
 
     def item(self, rule: Rule, item: Item) -> None:
         value, ext, type_code, path = item
@@ -276,38 +304,75 @@ class Walk:
         return not any(i.severity in ("error", "fatal") for i in walk.issues)
 
 
+def _has_markup(resource: dict[str, Any]) -> bool:
+    """Could any string of the resource, narratives aside, hold a tag? Serialising is one C
+    call; when no '<' is left once the narratives are cut out, no string needs a look."""
+    text = fjson.dumps({k: v for k, v in resource.items() if k != "text"})
+    if b"<" not in text:
+        return False
+    return b"<" in _DIV.sub(b'""', text)  # contained resources' narratives
+
+
+_DIV = re.compile(rb'"div":"(?:[^"\\]|\\.)*"')
+
+
 def _claimed_profiles(resource: dict[str, Any]) -> tuple[str, ...]:
     meta = resource.get("meta")
     profiles = meta.get("profile") if isinstance(meta, dict) else None
     return tuple(p for p in profiles if isinstance(p, str)) if isinstance(profiles, list) else ()
 
 
-def _items(rule: Rule, obj: dict[str, Any], parent: str) -> Iterator[Item]:
+def _items(rule: Rule, choice: bool, obj: dict[str, Any], parent: str) -> list[Item]:
+    """The values of ``rule``'s element in ``obj``, each with its "_name" object and type."""
     name = rule.name
-    if rule.is_choice:
+    if choice:
         stem = name[:-3]
+        found: list[Item] = []
         for key, value in obj.items():
             if key.startswith(stem) and (code := _CHOICE_TYPES.get(key[len(stem):])):
-                yield value, obj.get("_" + key), code, f"{parent}.{stem}.ofType({code})"
-        for key, ext in obj.items():
-            if key.startswith("_" + stem) and key[1:] not in obj and \
+                found.append((value, obj.get("_" + key), code, f"{parent}.{stem}.ofType({code})"))
+            elif key.startswith("_" + stem) and key[1:] not in obj and \
                     (code := _CHOICE_TYPES.get(key[1 + len(stem):])):
-                yield None, ext, code, f"{parent}.{stem}.ofType({code})"
-        return
+                found.append((None, value, code, f"{parent}.{stem}.ofType({code})"))
+        return found
     value = obj.get(name)
     ext = obj.get("_" + name)
     code = rule.types[0].code if rule.types else "BackboneElement"
-    if code == "Resource" and isinstance(value, dict):
-        code = "Resource"
-    if isinstance(value, list) or isinstance(ext, list):
-        values = value if isinstance(value, list) else []
-        exts = ext if isinstance(ext, list) else []
-        for index in range(max(len(values), len(exts))):
-            v = values[index] if index < len(values) else None
-            e = exts[index] if index < len(exts) else None
-            yield v, e, code, f"{parent}.{name}[{index}]"
-    elif value is not None or ext is not None:
-        yield value, ext, code, f"{parent}.{name}"
+    if type(value) is list or type(ext) is list:
+        values = value if type(value) is list else []
+        exts = ext if type(ext) is list else []
+        return [(values[i] if i < len(values) else None, exts[i] if i < len(exts) else None,
+                 code, f"{parent}.{name}[{i}]") for i in range(max(len(values), len(exts)))]
+    if value is not None or ext is not None:
+        return [(value, ext, code, f"{parent}.{name}")]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the walk must do for one rule, worked out once (rules never change once
+    compiled): the walk asks for every element it visits."""
+
+    constraints: tuple[Constraint, ...]  # the invariants to evaluate (not the structural ones)
+    plain: bool  # a primitive with nothing to check: bare values are skipped
+    choice: bool
+    sliced: bool
+    value_checks: bool  # fixed, pattern, maxLength or a binding that says something
+    typed_profiles: bool  # a type names profiles the value must meet
+
+
+def plan_of(rule: Rule) -> Plan:
+    return Plan(
+        constraints=tuple(c for c in rule.constraints
+                          if c.key not in _checks.STRUCTURAL_INVARIANTS),
+        plain=is_plain(rule),
+        choice=rule.is_choice,
+        sliced=bool(rule.slices) or rule.slicing is not None or rule.name in _EXTENSIONS,
+        value_checks=(rule.fixed is not MISSING or rule.pattern is not MISSING
+                      or rule.max_length is not None
+                      or (rule.binding is not None and rule.binding.strength != "example")),
+        typed_profiles=any(t.profiles for t in rule.types),
+    )
 
 
 def is_plain(rule: Rule) -> bool:
@@ -321,10 +386,12 @@ def is_plain(rule: Rule) -> bool:
             and not rule.slices and rule.slicing is None)
 
 
-def child_index(children: dict[str, Rule]) -> tuple[dict[str, Rule], tuple[Rule, ...]]:
+def child_index(children: dict[str, Rule]) -> tuple[dict[str, Rule], tuple[Rule, ...],
+                                                   frozenset[str]]:
     """The rules by the JSON keys that hold their values (``valueQuantity`` and
-    ``_valueString`` for ``value[x]``, ``given`` and ``_given`` for ``given``), and the
-    rules that must be looked at even when absent (a minimum to check)."""
+    ``_valueString`` for ``value[x]``, ``given`` and ``_given`` for ``given``), the rules
+    that must be looked at even when absent (a minimum to check), and the keys whose bare
+    values need no look at all (plain primitives whose cardinality the JSON shape settles)."""
     by_key: dict[str, Rule] = {}
     for rule in children.values():
         if rule.is_choice:
@@ -334,7 +401,11 @@ def child_index(children: dict[str, Rule]) -> tuple[dict[str, Rule], tuple[Rule,
         else:
             by_key[rule.name] = by_key["_" + rule.name] = rule
     required = tuple(rule for rule in children.values() if rule.min > 0 or rule.slices)
-    return by_key, required
+    skippable = frozenset(rule.name for rule in children.values()
+                          if not rule.is_choice and is_plain(rule)
+                          and (rule.max is None or rule.max == rule.base_max)
+                          and rule.max != 0)
+    return by_key, required, skippable
 
 
 def _type_names() -> dict[str, str]:
@@ -357,4 +428,4 @@ def _show(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-__all__ = ["Walk", "child_index", "is_plain"]
+__all__ = ["Plan", "Walk", "child_index", "is_plain", "plan_of"]
