@@ -70,6 +70,12 @@ class Settings:
     """What a ``meta.profile`` this server does not know is: ``error`` (the write is
     refused) or ``warning`` (the write goes ahead, the profile unchecked)."""
 
+    unknown_extensions: str = "warning"
+    """What an extension whose definition this server does not know is: ``warning`` (kept,
+    its content unchecked) or ``error`` (refused, as the HL7 reference validator does by
+    default). Unknown modifier extensions are always refused. Register an extension's
+    StructureDefinition on the server to have it checked."""
+
     load_definitions: bool = True
     """Load the packaged conformance resources (R4 and UK Core StructureDefinitions,
     ValueSets, CodeSystems, ConceptMaps, SearchParameters) into the database at start-up, so
@@ -137,6 +143,8 @@ class Settings:
                                   "Type=profile-url[,profile-url]")
         if self.unknown_profiles not in ("error", "warning"):
             raise ConfigError(f"{ENV_PREFIX}UNKNOWN_PROFILES must be error or warning")
+        if self.unknown_extensions not in ("error", "warning"):
+            raise ConfigError(f"{ENV_PREFIX}UNKNOWN_EXTENSIONS must be error or warning")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL must be debug, info, warning or error")
 

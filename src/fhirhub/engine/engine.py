@@ -315,7 +315,8 @@ def _validator(settings: Settings, stored: list[dict[str, Any]], *,
     definitions = packaged().extended(stored) if stored else packaged()
     validator = Validator(definitions, terminology(),
                           required_profiles=settings.profile_requirements,
-                          unknown_profile=settings.unknown_profiles)
+                          unknown_profile=settings.unknown_profiles,
+                          unknown_extension=settings.unknown_extensions)
     unknown = validator.unknown_profiles(
         url for urls in settings.profile_requirements.values() for url in urls)
     if unknown:

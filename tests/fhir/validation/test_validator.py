@@ -419,3 +419,52 @@ def test_a_profile_discriminator_matches_items_that_conform_to_the_slice_profile
     other = "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName"
     issues = errors(validator.validate(with_extension(other)))
     assert any("born" in i.diagnostics and "at least 1" in i.diagnostics for i in issues)
+
+
+def test_unknown_extensions_can_be_refused_like_the_reference_validator_does() -> None:
+    strict = Validator(packaged(), terminology(), unknown_extension="error")
+    foreign = observation(extension=[{"url": "https://fhir.example.nz/ext/age", "valueInteger": 3}])
+    assert errors(strict.validate(foreign))
+    made_up = observation(extension=[{"url": "http://example.org/fhir/ext/x", "valueInteger": 3}])
+    assert errors(strict.validate(made_up)) == []  # RFC 2606 example domains are examples
+
+
+def test_an_extension_url_must_be_absolute(validator: Validator) -> None:
+    issues = errors(validator.validate(observation(extension=[{"url": "something",
+                                                               "valueString": "x"}])))
+    assert issues[0].expression == ("Observation.extension[0].url",)
+
+
+def test_a_code_of_an_unpackaged_system_under_a_required_binding_is_information(
+        validator: Validator) -> None:
+    allergy = {"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/1"},
+               "clinicalStatus": {"coding": [{"system": "http://fhir.de/CodeSystem/bfarm/icd-10-gm",
+                                              "code": "T78.4"}]}}
+    issues = validator.validate(allergy)
+    assert errors(issues) == []
+    assert any(i.severity == "information" and "cannot be checked" in i.diagnostics
+               for i in issues)
+
+
+def test_a_bundle_full_url_must_be_absolute(validator: Validator) -> None:
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"fullUrl": "Patient/1", "resource": {"resourceType": "Patient", "id": "1"}}]}
+    (issue,) = errors(validator.validate(bundle))
+    assert issue.expression == ("Bundle.entry[0].fullUrl",)
+
+
+def test_html_in_a_plain_string_is_refused(validator: Validator) -> None:
+    patient = {"resourceType": "Patient", "name": [{"text": "Jane <script>alert(1)</script>"}]}
+    (issue,) = errors(validator.validate(patient))
+    assert issue.code == "security" and issue.expression == ("Patient.name[0].text",)
+
+
+def test_a_profile_differential_that_names_no_element_is_an_error(validator: Validator) -> None:
+    profile = {"resourceType": "StructureDefinition", "url": "http://example.org/sd/bad",
+               "name": "Bad", "status": "draft", "kind": "resource", "abstract": False,
+               "type": "Observation", "derivation": "constraint",
+               "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+               "differential": {"element": [{"id": "Observation.valueBla",
+                                             "path": "Observation.valueBla"}]}}
+    (issue,) = errors(validator.validate(profile))
+    assert issue.expression == ("StructureDefinition.differential.element[0]",)

@@ -2,8 +2,9 @@
 
 https://hl7.org/fhir/R4/terminologies.html#strength: a ``required`` binding's code must be
 in the value set (error); ``extensible`` and ``preferred`` bindings only warn. A code whose
-system is not packaged here (SNOMED CT, LOINC, ...) cannot be checked: that is information,
-never an error, so a valid record is not refused for what this server cannot know.
+system is not packaged here (SNOMED CT, LOINC, UCUM, ...) cannot be checked: that is
+information, never an error, so a valid record is not refused for what this server cannot
+know, even where the value set lists only other systems' codes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class CodeChecker(Protocol):
                       display: str | None = None) -> CodeResult: ...
 
     def in_code_system(self, system: str, code: str) -> CodeResult: ...
+
+    def is_known_system(self, system: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,9 @@ def check_binding(checker: CodeChecker, binding: Binding, value: Any,
             return [Finding("error", "code-invalid", "No code was given, and a code from the "
                             f"required value set {binding.value_set} is needed")]
         return []
-    results = [checker.validate_code(binding.value_set, system, code, display)
+    results = [_unchecked(system, binding.value_set)
+               if system is not None and not checker.is_known_system(system)
+               else checker.validate_code(binding.value_set, system, code, display)
                for system, code, display in found]
     if any(r.result for r in results):
         return [Finding("warning", "code-invalid", r.message)
@@ -88,6 +93,21 @@ def check_binding(checker: CodeChecker, binding: Binding, value: Any,
     if binding.strength == "required":
         return [Finding("error", "code-invalid", message)]
     return [Finding("warning", "code-invalid", message)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Unchecked:
+    result: bool | None
+    message: str
+    display_ok: bool = True
+
+
+def _unchecked(system: str, value_set: str) -> _Unchecked:
+    """A code of a system whose content is not packaged (SNOMED CT, LOINC, UCUM, dm+d...)
+    cannot be judged here, even against a value set that lists other systems' codes only:
+    information, not an error (issue 3; the reference validator warns)."""
+    return _Unchecked(None, f"Codes of {system} cannot be checked against {value_set}: that "
+                      "code system is not available on this server")
 
 
 def check_coding_system(checker: CodeChecker, value: Any) -> Finding | None:

@@ -60,13 +60,14 @@ _LITERAL = re.compile(
 _ANY_TARGET = ("Resource", "DomainResource")
 
 # Contexts the R4 (4.0.1) publication itself uses beyond what these extensions declare: the
-# core StructureDefinitions put fhir-type on ElementDefinition.type (later versions widened
-# its context to it), and the normative resources carry normative-version on CodeSystem,
+# core StructureDefinitions put fhir-type and regex on ElementDefinition.type (later versions
+# widened their contexts to it), and the normative resources carry normative-version on CodeSystem,
 # ValueSet, OperationDefinition and their elements. Without these, R4's own definitions
 # and examples would be refused (docs/conformance.md).
 _CONTEXT_ERRATA = {
     "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type":
         ("ElementDefinition.type",),
+    "http://hl7.org/fhir/StructureDefinition/regex": ("ElementDefinition.type",),
     "http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version":
         ("CodeSystem", "ValueSet", "OperationDefinition", "ElementDefinition"),
 }
@@ -263,7 +264,8 @@ def extension(walk: Walk, rule: Rule, value: dict[str, Any], path: str,
     definition = walk.compiler.profile(url)
     if definition is None:
         modifier = rule.name == "modifierExtension"
-        if modifier or url.startswith(_CORE) or walk.validator.unknown_extension == "error":
+        strict = walk.validator.unknown_extension == "error" and not _is_example(url)
+        if modifier or url.startswith(_CORE) or strict:
             walk.add("error", "structure", f"The {'modifier ' if modifier else ''}extension "
                      f"{url} is not known to this server, so it is not allowed here", path)
         elif context[1] != "Extension":
@@ -272,6 +274,15 @@ def extension(walk: Walk, rule: Rule, value: dict[str, Any], path: str,
         return
     _check_context(walk, url, path, context)
     walk.element(definition, value, None, "Extension", path)
+
+
+_EXAMPLE_HOSTS = re.compile(r"https?://([^/]+\.)?example\.(org|com|net)(/|$)")
+
+
+def _is_example(url: str) -> bool:
+    """An extension of the RFC 2606 example domains: made up for an example, never to be
+    found; not refused even when unknown extensions are."""
+    return _EXAMPLE_HOSTS.match(url) is not None
 
 
 def _check_context(walk: Walk, url: str, path: str, context: tuple[Rule, str]) -> None:

@@ -89,14 +89,18 @@ class Compiler:
         root = copy.deepcopy(base)
         problems: list[tuple[int, str]] = []
         for index, el in enumerate(differential):
-            element_id = el.get("id") or el.get("path") if isinstance(el, dict) else None
-            if not isinstance(element_id, str):
+            if not isinstance(el, dict):
                 continue
-            try:
-                self._navigate(root, element_id, unfold=True)
-            except _Unplaced as exc:
-                problems.append((index, f"The differential element '{element_id}' names no "
-                                 f"element of {base_url}: {exc}"))
+            for key in ("id", "path"):
+                name = el.get(key)
+                if not isinstance(name, str):
+                    continue
+                try:
+                    self._navigate(root, name, unfold=True)
+                except _Unplaced as exc:
+                    problems.append((index, f"The differential element's {key} '{name}' names "
+                                     f"no element of {base_url}: {exc}"))
+                    break
         return problems
 
     def structure(self, url: str) -> Json | None:

@@ -93,7 +93,10 @@ def _searched_types(bundle: Json) -> set[str]:
     for link in bundle.get("link", ()):
         if isinstance(link, dict) and link.get("relation") == "self" and \
                 isinstance(link.get("url"), str):
-            url = urlsplit(link["url"])
+            try:
+                url = urlsplit(link["url"])
+            except ValueError:  # "https://[base]/..." reads as a bad IPv6 host
+                return set()
             types = [v for k, v in parse_qsl(url.query) if k == "_type"]
             if types:
                 return {t for value in types for t in value.split(",")}
