@@ -4,11 +4,9 @@ CodeSystem and SearchParameter resources from R4 and UK Core are readable and se
 
 from __future__ import annotations
 
-from typing import Any
-
 from fhirhub.engine import Engine, FhirRequest, FhirResponse
 from fhirhub.engine.definitions import install, installed, packaged_resources
-from fhirhub.fhir import json as fjson
+from tests.support import body_of
 
 
 def get(engine: Engine, path: str, query: list[tuple[str, str]] | None = None) -> FhirResponse:
@@ -16,12 +14,6 @@ def get(engine: Engine, path: str, query: list[tuple[str, str]] | None = None) -
                                      base_url="http://fhir.example.org/fhir", request_id="r"))
 
 
-def body_of(response: FhirResponse) -> dict[str, Any]:
-    if response.resource is not None:
-        return response.resource
-    assert response.json_body is not None
-    loaded: dict[str, Any] = fjson.loads(response.json_body)
-    return loaded
 
 
 def test_installed_definitions_are_readable_and_searchable_and_installed_once(

@@ -105,7 +105,7 @@ class ElementModel:
                                      False, minimum, **flags)
             order.append(leaf)
             return
-        types = [_type_code(t) for t in el.get("type", [])]
+        types = [type_code(t) for t in el.get("type", [])]
         if leaf.endswith("[x]"):
             base = leaf[:-3]
             for code in types:
@@ -139,7 +139,8 @@ class ElementModel:
         return name in self.resource_types
 
 
-def _type_code(t: dict[str, Any]) -> str:
+def type_code(t: dict[str, Any]) -> str:
+    """An ElementDefinition.type's FHIR type code (``id`` for Resource.id's System.String)."""
     code: str = t["code"]
     if code in _SYSTEM_TYPES:
         for ext in t.get("extension", []):
@@ -161,4 +162,4 @@ def element_model() -> ElementModel:
     return ElementModel(sds)
 
 
-__all__ = ["PRIMITIVE_TYPES", "Element", "ElementModel", "element_model"]
+__all__ = ["PRIMITIVE_TYPES", "Element", "ElementModel", "element_model", "type_code"]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirhub.engine import Engine, FhirRequest, FhirResponse
-from fhirhub.fhir import json as fjson
+from fhirhub.engine import Engine, FhirResponse
+from tests.support import body_of
+from tests.support import engine_request as request
 
 JSON_HEADERS = {"content-type": "application/fhir+json"}
 GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
@@ -17,20 +18,8 @@ V2_SEX = "http://terminology.hl7.org/CodeSystem/v2-0001"
 SNOMED = "http://snomed.info/sct"
 
 
-def request(method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-            query: list[tuple[str, str]] | None = None, request_id: str = "req-1") -> FhirRequest:
-    raw = b"" if body is None else fjson.dumps(body)
-    all_headers = {**(JSON_HEADERS if body is not None else {}), **(headers or {})}
-    return FhirRequest(method=method, path=path, query=query or [], headers=all_headers,
-                       body=raw, base_url="http://fhir.example.org/fhir", request_id=request_id)
 
 
-def body_of(response: FhirResponse) -> dict[str, Any]:
-    if response.resource is not None:
-        return response.resource
-    assert response.json_body is not None, response
-    loaded: dict[str, Any] = fjson.loads(response.json_body)
-    return loaded
 
 
 def get(engine: Engine, path: str, **query: str) -> FhirResponse:

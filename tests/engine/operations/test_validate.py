@@ -11,25 +11,15 @@ import pytest
 from fhirhub.config import ConfigError, Settings
 from fhirhub.engine import Engine, FhirRequest, FhirResponse
 from fhirhub.fhir import json as fjson
+from tests.support import body_of
+from tests.support import engine_request as request
 
 UKCORE_PATIENT = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 
 
-def request(method: str, path: str, body: Any = None,
-            query: list[tuple[str, str]] | None = None) -> FhirRequest:
-    raw = b"" if body is None else fjson.dumps(body)
-    headers = {"content-type": "application/fhir+json"} if body is not None else {}
-    return FhirRequest(method=method, path=path, query=query or [], headers=headers, body=raw,
-                       base_url="http://fhir.example.org/fhir", request_id="req-1")
 
 
-def body_of(response: FhirResponse) -> dict[str, Any]:
-    if response.resource is not None:
-        return response.resource
-    assert response.json_body is not None
-    loaded: dict[str, Any] = fjson.loads(response.json_body)
-    return loaded
 
 
 def patient(nhs: str = "9000000009", **extra: Any) -> dict[str, Any]:

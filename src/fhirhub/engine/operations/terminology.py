@@ -158,16 +158,24 @@ def validate_in_code_system(engine: Engine, req: FhirRequest, route: Route) -> F
     return FhirResponse(200, resource=_outcome(checks))
 
 
+def _value_set(engine: Engine, route: Route, inp: OperationInput, operation: str) -> str | Json:
+    """The value set an operation works on: the stored one ([id]), the ``valueSet``
+    parameter, or the packaged one at ``url``."""
+    target: str | Json | None = _given(engine, route, inp, "valueSet")
+    if target is not None:
+        return target
+    url = inp.string("url")
+    if url is None:
+        raise _missing(f"{operation} needs the value set: give url or valueSet, or call "
+                       f"ValueSet/[id]/{operation}", "url")
+    found: str = terminology().value_set(url, inp.string("valueSetVersion"))["url"]
+    return found
+
+
 def expand(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     inp = operation_input(req)
     tx = terminology()
-    target: str | Json | None = _given(engine, route, inp, "valueSet")
-    if target is None:
-        url = inp.string("url")
-        if url is None:
-            raise _missing("$expand needs the value set: give url or valueSet, or call "
-                           "ValueSet/[id]/$expand", "url")
-        target = tx.value_set(url, inp.string("valueSetVersion"))["url"]
+    target = _value_set(engine, route, inp, "$expand")
     expanded = tx.expand(target, filter=inp.string("filter"), count=inp.integer("count"),
                          offset=inp.integer("offset") or 0,
                          active_only=bool(inp.boolean("activeOnly")),
@@ -178,13 +186,7 @@ def expand(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
 def validate_in_value_set(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     inp = operation_input(req)
     tx = terminology()
-    target: str | Json | None = _given(engine, route, inp, "valueSet")
-    if target is None:
-        url = inp.string("url")
-        if url is None:
-            raise _missing("$validate-code needs the value set: give url or valueSet, or call "
-                           "ValueSet/[id]/$validate-code", "url")
-        target = tx.value_set(url, inp.string("valueSetVersion"))["url"]
+    target = _value_set(engine, route, inp, "$validate-code")
     checks = [(coded, tx.validate_code(target, *coded)) for coded in _codings(inp)]
     return FhirResponse(200, resource=_outcome(checks))
 

@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from fhirhub.fhir.definitions import Definitions
-from fhirhub.fhir.model import FHIR_TYPE_EXT
+from fhirhub.fhir.model import type_code
 from fhirhub.fhir.validation._rules import (
     MISSING,
     Binding,
@@ -33,15 +33,6 @@ log = logging.getLogger("fhirhub.validation")
 
 Json = dict[str, Any]
 CORE = "http://hl7.org/fhir/StructureDefinition/"
-_SYSTEM_TYPES = {
-    "http://hl7.org/fhirpath/System.String": "string",
-    "http://hl7.org/fhirpath/System.Boolean": "boolean",
-    "http://hl7.org/fhirpath/System.Integer": "integer",
-    "http://hl7.org/fhirpath/System.Decimal": "decimal",
-    "http://hl7.org/fhirpath/System.Date": "date",
-    "http://hl7.org/fhirpath/System.DateTime": "dateTime",
-    "http://hl7.org/fhirpath/System.Time": "time",
-}
 
 
 class Compiler:
@@ -292,11 +283,7 @@ def _max(text: str) -> int | None:
 
 
 def _type_ref(t: Json) -> TypeRef:
-    code: str = t["code"]
-    if code in _SYSTEM_TYPES:
-        code = next((ext["valueUrl"] for ext in t.get("extension", [])
-                     if ext.get("url") == FHIR_TYPE_EXT), _SYSTEM_TYPES[code])
-    return TypeRef(code, tuple(t.get("profile", ())), tuple(t.get("targetProfile", ())))
+    return TypeRef(type_code(t), tuple(t.get("profile", ())), tuple(t.get("targetProfile", ())))
 
 
 def _constraint(c: Json, source: str) -> Constraint:
