@@ -23,8 +23,9 @@ from fhirhub.fhir.xml import dump_resource, parse_resource
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
 FHIRPATH_CASES = DATA / "test-cases" / "fhirpath"
-# shared/ lies beside the work tree (and beside CI's clone); a bare clone may lack it.
-UKCORE = ROOT.parent / "shared" / "fhir" / "ukcore"
+# UK Core as packaged (definitions) and as the tests keep it (examples).
+UKCORE_ROOTS = {"ukcore": ROOT / "src" / "fhirhub" / "fhir" / "definitions" / "ukcore",
+                "examples": DATA / "ukcore-examples"}
 
 F = "http://hl7.org/fhir"
 XHTML = "http://www.w3.org/1999/xhtml"
@@ -112,14 +113,12 @@ UKCORE_EXCEPTIONS = {
 
 
 def _ukcore_files() -> list[Any]:
-    if not UKCORE.is_dir():
-        reason = f"UK Core package not found at {UKCORE} (it comes with shared/)"
-        return [pytest.param(None, id="ukcore-missing", marks=pytest.mark.skip(reason=reason))]
     params = []
-    for path in sorted(UKCORE.rglob("*.xml")):
-        why = UKCORE_EXCEPTIONS.get(path.name)
-        marks = [pytest.mark.xfail(reason=why, raises=InvalidError)] if why else []
-        params.append(pytest.param(path, id=str(path.relative_to(UKCORE)), marks=marks))
+    for name, root in UKCORE_ROOTS.items():
+        for path in sorted(root.rglob("*.xml")):
+            why = UKCORE_EXCEPTIONS.get(path.name)
+            marks = [pytest.mark.xfail(reason=why, raises=InvalidError)] if why else []
+            params.append(pytest.param(path, id=f"{name}/{path.relative_to(root)}", marks=marks))
     return params
 
 
@@ -137,15 +136,11 @@ def test_ukcore_xml_parses_and_round_trips_stably(path: Path) -> None:
 
 
 def test_ukcore_has_hundreds_of_xml_files() -> None:
-    if not UKCORE.is_dir():
-        pytest.skip(f"UK Core package not found at {UKCORE}")
-    assert len(list(UKCORE.rglob("*.xml"))) > 500
+    assert sum(len(list(root.rglob("*.xml"))) for root in UKCORE_ROOTS.values()) > 500
 
 
 def test_stray_text_in_ukcore_codesystem_is_refused_with_its_line() -> None:
-    path = UKCORE / "codesystems" / "CodeSystem-UKCore-EthnicCategoryScotland.xml"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+    path = UKCORE_ROOTS["ukcore"] / "codesystems" / "CodeSystem-UKCore-EthnicCategoryScotland.xml"
     with pytest.raises(InvalidError, match=r"CodeSystem\.concept\[3\] has the text 'c' \(line 37"):
         parse_resource(path.read_bytes())
 

@@ -5,7 +5,7 @@ content, kept true by the suite (figures in docs/conformance.md, printed by
 * The 773 official R4 examples (``tests/data/r4-examples.ndjson.gz``), each against its base
   definition and the profiles it claims; a claimed profile we do not package (another IG's)
   is a warning, not an error.
-* The 215 UK Core examples (``../shared/fhir/ukcore/examples``, FHIR XML), each against its
+* The 215 UK Core examples (``tests/data/ukcore-examples``, FHIR XML), each against its
   UK Core profile: the StructureDefinition whose id is the longest prefix of the file name;
   an ``Extension-UKCore-*`` example against ``UKCore-<its resourceType>``.
 * The reference validator's cases (``tests/data/test-cases/validator``): our verdict (any
@@ -40,8 +40,7 @@ ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "tests" / "data"
 R4_EXAMPLES = DATA / "r4-examples.ndjson.gz"
 VALIDATOR_CASES = DATA / "test-cases" / "validator"
-# shared/ lies beside the work tree (and beside CI's clone); a bare clone may lack it.
-UKCORE_EXAMPLES = ROOT.parent / "shared" / "fhir" / "ukcore" / "examples"
+UKCORE_EXAMPLES = DATA / "ukcore-examples"
 UKCORE_CANONICAL = "https://fhir.hl7.org.uk/"
 
 R4_COUNT = 773
