@@ -15,6 +15,7 @@ import pytest
 from fhirhub.engine import Engine, FhirRequest, FhirResponse
 from fhirhub.errors import FhirError
 from fhirhub.fhir import json as fjson
+from tests.support import body_of
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 JSON_HEADERS = {"content-type": "application/fhir+json"}
@@ -34,12 +35,6 @@ def request(method: str, path: str, body: Any = None, *, headers: dict[str, str]
                        body=raw, base_url="http://fhir.example.org/fhir", request_id=request_id)
 
 
-def body_of(response: FhirResponse) -> dict[str, Any]:
-    if response.resource is not None:
-        return response.resource
-    assert response.json_body is not None, response
-    loaded: dict[str, Any] = fjson.loads(response.json_body)
-    return loaded
 
 
 def put(engine: Engine, rid: str, **extra: Any) -> FhirResponse:

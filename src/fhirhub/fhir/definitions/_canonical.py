@@ -100,7 +100,7 @@ def ukcore_resources() -> list[Json]:
             try:
                 found.append(parse_resource(entry.read_bytes()))
             except FhirError as exc:
-                log.warning("UK Core file %s/%s skipped: %s", folder, entry.name,
+                log.info("UK Core file %s/%s skipped: %s", folder, entry.name,
                             exc.diagnostics)
     return found
 
