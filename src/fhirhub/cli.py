@@ -73,7 +73,11 @@ def serve(**options: object) -> None:
 @click.option("--db", "database_url", help="Database URL (as for serve)")
 @click.option("--group", default=200, show_default=True,
               help="Resources written per transaction for plain NDJSON")
-def import_(files: tuple[Path, ...], database_url: str | None, group: int) -> None:
+@click.option("--jobs", type=click.IntRange(min=0), default=None,
+              help="Worker processes validating ahead of the writer (default: one fewer "
+                   "than the CPUs, at least 1; 0: validate in the writer)")
+def import_(files: tuple[Path, ...], database_url: str | None, group: int,
+            jobs: int | None) -> None:
     """Load NDJSON files (.gz too) or Bundle JSON files into the database."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -86,7 +90,9 @@ def import_(files: tuple[Path, ...], database_url: str | None, group: int) -> No
     engine = Engine(_settings(database_url=database_url))
     gc.freeze()  # the definitions live for the whole run: keep them out of GC scans
     started = time.perf_counter()
-    importer = Importer(engine, group=group)
+    if jobs is None:
+        jobs = max((os.cpu_count() or 2) - 1, 1)
+    importer = Importer(engine, group=group, jobs=jobs)
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TimeRemainingColumn(), console=console) as progress:
         for path in files:

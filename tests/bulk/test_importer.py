@@ -257,3 +257,51 @@ def test_reading_a_gz_file_closes_it(tmp_path: Path) -> None:
         list(iter_lines(path))
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+# -- validation in worker processes (fhirhub import --jobs) ------------------------------------
+
+def test_workers_validate_ahead_and_valid_lines_are_written_the_same(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[str] = []
+    profiles = engine.validator.check_profiles
+
+    def spy(resource: dict[str, Any], **kwargs: Any) -> Any:
+        checked.append(resource["resourceType"])
+        return profiles(resource, **kwargs)
+
+    monkeypatch.setattr(engine.validator, "check_profiles", spy)
+    path = ndjson(tmp_path / "w.ndjson", patient("w1"), patient("w2"),
+                  observation("w3", "Patient/w1"))
+    report = Importer(engine, group=2, jobs=1).run(path)
+    assert checked == ["Bundle", "Bundle"]  # the entries were validated by the worker
+    assert report.errors == []
+    assert report.resources == {"Patient": 2, "Observation": 1}
+    assert stored(engine, "Observation", "w3")["subject"] == {"reference": "Patient/w1"}
+
+
+def test_with_workers_an_invalid_resource_is_still_refused_with_the_engines_error(
+        engine: Engine, tmp_path: Path) -> None:
+    bad_nhs = patient("w4", identifier=[{"system": "https://fhir.nhs.uk/Id/nhs-number",
+                                          "value": "9000000008"}])
+    bad_contact = patient("w5", contact=[{"gender": "male"}])  # pat-1
+    path = ndjson(tmp_path / "v.ndjson", patient("w6"), bad_nhs, bad_contact)
+    report = Importer(engine, group=200, jobs=1).run(path)
+    assert report.resources == {"Patient": 1}
+    assert [e.split(": ")[0] for e in report.errors] == ["v.ndjson line 2", "v.ndjson line 3"]
+    assert "Modulus 11" in report.errors[0]
+    assert "pat-1" in report.errors[1]
+    assert engine.store.read("Patient", "w4") is None
+
+
+def test_with_workers_a_transaction_with_a_wrong_reference_type_is_refused(
+        engine: Engine, tmp_path: Path) -> None:
+    medication = "urn:uuid:6c4f0ad1-3c1b-4a56-9a0e-3b51f8c7a001"
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": medication, "resource": {"resourceType": "Medication"},
+         "request": {"method": "POST", "url": "Medication"}},
+        {"resource": observation(None, medication),
+         "request": {"method": "POST", "url": "Observation"}}]}
+    report = Importer(engine, jobs=1).run(ndjson(tmp_path / "t.ndjson", bundle))
+    assert report.resources == {}
+    assert "Medication" in report.errors[0]

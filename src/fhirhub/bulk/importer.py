@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import gzip
 import io
+import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fhirhub.bulk import _prevalidate
+from fhirhub.bulk._prevalidate import Verdict
 from fhirhub.engine import Engine, FhirRequest
 from fhirhub.engine.router import ID_RE
 from fhirhub.errors import FhirError, InvalidError
@@ -61,12 +65,15 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 class Importer:
     def __init__(self, engine: Engine, *, group: int = 200,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, jobs: int = 0) -> None:
+        """``jobs``: worker processes validating lines ahead of the writer (0: the writer
+        validates, in this process)."""
         self.engine = engine
         self.group = group
         self.progress = progress or (lambda n: None)
         self.report = ImportReport()
-        self._pending: list[tuple[int, Json]] = []
+        self.jobs = jobs
+        self._pending: list[tuple[int, Json, bool]] = []
         self._known: dict[str, str] = {}  # urn fullUrl -> Type/id, across lines and files
         self._file = ""
 
@@ -77,32 +84,45 @@ class Importer:
         """Import one file; call again for the next (references to earlier files'
         ``urn:uuid`` fullUrls still resolve). The report covers every file so far."""
         self._file = path.name
-        for number, line in iter_lines(path):
-            self.report.lines += 1
-            try:
-                item = fjson.loads(line)
-                if not isinstance(item, dict) or "resourceType" not in item:
-                    raise InvalidError("the line is not a FHIR resource")
-                self._item(number, item)
-            except FhirError as error:
-                self._error(number, error.diagnostics)
-            self.progress(len(line))
+        with self._verdicts(iter_lines(path)) as verdicts:
+            for number, line, valid in verdicts:
+                self.report.lines += 1
+                try:
+                    item = fjson.loads(line)
+                    if not isinstance(item, dict) or "resourceType" not in item:
+                        raise InvalidError("the line is not a FHIR resource")
+                    self._item(number, item, valid)
+                except FhirError as error:
+                    self._error(number, error.diagnostics)
+                self.progress(len(line))
         self._flush()
         return self.report
 
-    def _item(self, number: int, item: Json) -> None:
+    @contextmanager
+    def _verdicts(self, lines: Iterator[tuple[int, bytes]]) -> Iterator[Iterator[Verdict]]:
+        """Each line with whether workers found it valid (always False without workers)."""
+        if self.jobs <= 0:
+            yield ((number, line, False) for number, line in lines)
+            return
+        context = multiprocessing.get_context(
+            "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        with context.Pool(self.jobs, initializer=_prevalidate.start,
+                          initargs=(self.engine.settings, self.engine.profiles.resources())) as pool:
+            yield pool.imap(_prevalidate.verdict, lines, chunksize=8)
+
+    def _item(self, number: int, item: Json, valid: bool) -> None:
         if item["resourceType"] == "Bundle" and item.get("type") in ("transaction", "batch"):
             self._flush()
-            self._bundle(number, _keep_ids(item))
+            self._bundle(number, _keep_ids(item), trusted=valid)
         elif item["resourceType"] == "Bundle" and item.get("type") == "collection":
             # Its entries may refer to each other by fullUrl: load them as one transaction.
             self._flush()
-            self._bundle(number, _collection_as_transaction(item))
+            self._bundle(number, _collection_as_transaction(item), trusted=valid)
         else:
-            self._add(number, item)
+            self._add(number, item, valid)
 
-    def _add(self, number: int, resource: Json) -> None:
-        self._pending.append((number, resource))
+    def _add(self, number: int, resource: Json, valid: bool) -> None:
+        self._pending.append((number, resource, valid))
         if len(self._pending) >= self.group:
             self._flush()
 
@@ -111,23 +131,26 @@ class Importer:
             return
         pending, self._pending = self._pending, []
         if self._known:
-            pending = [(n, _rewrite_refs(r, self._known)) for n, r in pending]
-        bundle = _transaction([r for _, r in pending])
+            pending = [(n, _rewrite_refs(r, self._known), v) for n, r, v in pending]
+        bundle = _transaction([r for _, r, _ in pending])
         try:
-            self._bundle(pending[0][0], bundle, quiet=True)
+            self._bundle(pending[0][0], bundle, quiet=True,
+                         trusted=all(v for _, _, v in pending))
         except FhirError:
-            for number, resource in pending:  # find the bad ones, keep the good ones
+            for number, resource, _ in pending:  # find the bad ones, keep the good ones
                 try:
                     self._bundle(number, _transaction([resource]))
                 except FhirError as error:
                     self._error(number, error.diagnostics)
 
-    def _bundle(self, number: int, bundle: Json, quiet: bool = False) -> None:
+    def _bundle(self, number: int, bundle: Json, quiet: bool = False,
+                trusted: bool = False) -> None:
         request = FhirRequest(method="POST", path="", parsed=bundle,
                               headers={"content-type": "application/fhir+json",
                                        "prefer": "return=minimal"},
                               base_url="", request_id=f"import-{number}")
-        response = self.engine.handle(request)
+        # A line the workers validated is written without validating it again.
+        response = (self.engine.trusted() if trusted else self.engine).handle(request)
         if response.status >= 400:
             outcome = response.resource or {}
             issues = outcome.get("issue") or [{}]

@@ -66,7 +66,7 @@ class Engine:
         self.store = store if store is not None else open_store(settings)
         self.profiles = StoredProfiles(self.store)
         self.profiles.refresh()
-        self.validator = _validator(settings, self.profiles.resources())
+        self.validator = self.make_validator(settings, self.profiles.resources())
         self.ctx = WriteContext(check=self.check, index=index_resource,
                                 parse_criteria=self._criteria_query)
         warm_up()
@@ -206,7 +206,15 @@ class Engine:
         """Use the StructureDefinitions written since the last look (by this process or
         another) for validation from now on."""
         if self.profiles.refresh():
-            self.validator = _validator(self.settings, self.profiles.resources(), warm=False)
+            self.validator = self.make_validator(self.settings, self.profiles.resources(),
+                                                 warm=False)
+
+    @staticmethod
+    def make_validator(settings: Settings, stored: list[dict[str, Any]], *,
+                       warm: bool = True) -> Validator:
+        """The validator this engine uses: packaged definitions plus ``stored`` ones, and
+        the profile and extension rules of ``settings``."""
+        return _validator(settings, stored, warm=warm)
 
     def trusted(self) -> Engine:
         """This engine with writes checked for their JSON shape only, for installing the
