@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhirhub.bulk._references import rewrite_references
 from fhirhub.config import Settings
 from fhirhub.engine import Engine
 from fhirhub.fhir import json as fjson
@@ -66,21 +67,11 @@ def passes(item: Any) -> bool:
             continue
         if not isinstance(resource, dict):
             return False
-        rewritten = _rewrite(resource, types)
+        # as the engine rewrites them before it validates (only the type is checked here)
+        rewritten = rewrite_references(resource, types)
         if not _clean(validator.validate(rewritten, expected_type=resource.get("resourceType"))):
             return False
     return True
-
-
-def _rewrite(node: Any, types: dict[str, str]) -> Any:
-    """References to other entries' fullUrls as ``Type/id``, as the engine rewrites them
-    before it validates (the id may not be known yet; only the type is checked)."""
-    if isinstance(node, dict):
-        return {k: (types.get(v, v) if k == "reference" and isinstance(v, str)
-                    else _rewrite(v, types)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rewrite(v, types) for v in node]
-    return node
 
 
 def _clean(issues: list[Any]) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 from fhirhub.bulk import _prevalidate
 from fhirhub.bulk._prevalidate import Verdict
+from fhirhub.bulk._references import rewrite_references
 from fhirhub.engine import Engine, FhirRequest
 from fhirhub.engine.router import ID_RE
 from fhirhub.errors import FhirError, InvalidError
@@ -130,8 +131,8 @@ class Importer:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        if self._known:
-            pending = [(n, _rewrite_refs(r, self._known), v) for n, r, v in pending]
+        if self._known:  # references to earlier Bundles' urn:uuid fullUrls (a Synthea Group's)
+            pending = [(n, rewrite_references(r, self._known), v) for n, r, v in pending]
         bundle = _transaction([r for _, r, _ in pending])
         try:
             self._bundle(pending[0][0], bundle, quiet=True,
@@ -191,17 +192,6 @@ def _keep_ids(bundle: Json) -> Json:
         else:
             entries.append(entry)
     return {**bundle, "entry": entries}
-
-
-def _rewrite_refs(node: Any, known: dict[str, str]) -> Any:
-    """Rewrite references to the ``urn:uuid`` fullUrls of earlier transaction Bundles (a
-    Synthea Group names its patients by the fullUrls they had in their own Bundles)."""
-    if isinstance(node, dict):
-        return {k: (known.get(v, v) if k == "reference" and isinstance(v, str)
-                    else _rewrite_refs(v, known)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rewrite_refs(v, known) for v in node]
-    return node
 
 
 def _collection_as_transaction(bundle: Json) -> Json:
