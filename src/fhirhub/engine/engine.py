@@ -311,8 +311,17 @@ class Engine:
 
 
 def _may_change_definitions(req: FhirRequest, r: Route) -> bool:
-    return req.method not in ("GET", "HEAD") and (
-        r.resource_type == "StructureDefinition" or r.interaction == "transaction")
+    """Could this write have changed a StructureDefinition (so validation must look)?"""
+    if req.method in ("GET", "HEAD"):
+        return False
+    if r.resource_type == "StructureDefinition":
+        return True
+    if r.interaction != "transaction":
+        return False
+    if isinstance(req.parsed, dict):
+        return any(isinstance(e, dict) and "StructureDefinition" in str(
+            (e.get("request") or {}).get("url", "")) for e in req.parsed.get("entry") or [])
+    return b"StructureDefinition" in req.body
 
 
 def _validator(settings: Settings, stored: list[dict[str, Any]], *,

@@ -292,3 +292,14 @@ def test_a_profile_stored_by_another_process_is_picked_up(settings: Settings) ->
     finally:
         other.store.close()
         engine.store.close()
+
+
+def test_a_profile_stored_in_a_transaction_is_used_to_validate(engine: Engine) -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": _custom_profile(),
+         "request": {"method": "PUT", "url": "StructureDefinition/patient-with-birthdate"}}]}
+    assert engine.handle(request("POST", "", bundle)).status == 200
+    response = engine.handle(request("POST", "Patient/$validate",
+                                     patient(meta={"profile": [CUSTOM]})))
+    assert "error" in severities(response)
+    assert "Patient.birthDate" in fjson.dumps(body_of(response)).decode()
