@@ -217,9 +217,10 @@ class Engine:
         return _validator(settings, stored, warm=warm)
 
     def trusted(self) -> Engine:
-        """This engine with writes checked for their JSON shape only, for installing the
+        """This engine with writes checked for their JSON shape only: for installing the
         packaged definitions (published content this server does not second-guess; some of
-        the published R4 definitions break their own rules, docs/conformance.md)."""
+        the published R4 definitions break their own rules, docs/conformance.md), and for
+        import lines that worker processes have already validated in full."""
         view = copy.copy(self)
         view.ctx = WriteContext(check=_check_shape, index=index_resource,
                                 parse_criteria=self._criteria_query)
