@@ -17,6 +17,7 @@ from typing import Any
 from fhirhub.bulk._references import rewrite_references
 from fhirhub.config import Settings
 from fhirhub.engine import Engine
+from fhirhub.engine.bundles import shell
 from fhirhub.fhir import json as fjson
 from fhirhub.fhir.validation import Validator
 
@@ -53,11 +54,9 @@ def passes(item: Any) -> bool:
     entries = item.get("entry")
     if not isinstance(entries, list):
         return False
-    if item.get("type") != "collection":
-        shell = {**item, "entry": [{k: v for k, v in e.items() if k != "resource"}
-                                   for e in entries if isinstance(e, dict)]}
-        if not _clean(validator.validate(shell, expected_type="Bundle")):
-            return False
+    if item.get("type") != "collection" and not _clean(
+            validator.validate(shell(item), expected_type="Bundle")):
+        return False
     types = {e["fullUrl"]: f"{e['resource'].get('resourceType')}/{e['resource'].get('id') or 'x'}"
              for e in entries if isinstance(e, dict) and isinstance(e.get("fullUrl"), str)
              and isinstance(e.get("resource"), dict)}

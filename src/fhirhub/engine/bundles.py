@@ -51,6 +51,18 @@ class _InTransaction:
         return getattr(self._engine, name)
 
 
+def shell(bundle: Json) -> Json:
+    """The Bundle without its entries' resources: what is checked as the Bundle itself,
+    each entry's resource being checked by the interaction it goes to (so that a batch can
+    fail one entry and keep the others)."""
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return bundle
+    return {**bundle, "entry": [
+        {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
+        for e in entries]}
+
+
 def process(engine: Engine, req: FhirRequest, bundle: Json) -> FhirResponse:
     kind = bundle.get("type")
     entries = bundle.get("entry") or []
@@ -313,4 +325,4 @@ def _walk(node: Any, where: str, fix: Callable[[str, str], str]) -> Any:
     return node
 
 
-__all__ = ["lock_keys", "process"]
+__all__ = ["lock_keys", "process", "shell"]

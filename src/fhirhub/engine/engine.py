@@ -280,16 +280,7 @@ class Engine:
         if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
             raise InvalidError("POST to the server base takes a batch or transaction Bundle",
                                spine_code="INVALID_REQUEST")
-        # The Bundle's own shape is checked here; each entry's resource is checked by the
-        # interaction it goes to, so a batch can fail one entry and keep the others.
-        entries = body.get("entry")
-        shell = body
-        if isinstance(entries, list):
-            shell = {**body, "entry": [
-                {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
-                for e in entries
-            ]}
-        engine.check(shell, "Bundle")
+        engine.check(bundles.shell(body), "Bundle")
         request_id = req.client_request_id
         if body.get("type") != "batch" or not request_id:
             return bundles.process(engine, req, body)
