@@ -11,6 +11,10 @@ the previous answer has been read. Scenarios:
   search-id          GET /Patient?_id={id}
   search-identifier  GET /Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{number}
 
+With --urls FILE the scenario is a list of GET requests instead (any --scenario name, e.g.
+s-identifier): each client sends URLs picked at random from FILE, one per line, relative
+to the base, each with the checks its answer must pass (see UrlSpec and bench/README.md).
+
 Every response is checked (status, and for reads and searches that the body holds the
 expected id); errors are counted by status. Requests that start during --warmup are not
 measured. Throughput and latency percentiles come from per-request perf_counter timings.
@@ -31,6 +35,7 @@ import datetime as dt
 import json
 import math
 import random
+import re
 import resource
 import sys
 import time
@@ -38,10 +43,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+from yarl import URL
 
 import benchutil
 
@@ -57,10 +63,16 @@ try:  # orjson is a fhirhub dependency and makes the generator lighter; json wor
     def dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
 
+    def loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
 except ImportError:  # pragma: no cover - depends on the environment
 
     def dumps(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":")).encode()
+
+    def loads(data: bytes) -> Any:
+        return json.loads(data)
 
 
 # --- NHS numbers ------------------------------------------------------------------------
@@ -335,10 +347,11 @@ async def get_pool(args: argparse.Namespace, base: str, rng: random.Random,
 @dataclass
 class Request:
     method: str
-    url: str
+    url: str | URL
     body: bytes | None
     expect_status: int
     expect_in_body: bytes | None = None  # e.g. the id a read or search must return
+    check: Callable[[bytes], str | None] | None = None  # the body -> an error label, or None
 
 
 @dataclass
@@ -381,6 +394,131 @@ def _session(connections: int, timeout: float) -> aiohttp.ClientSession:
 
 
 RequestFactory = Callable[[], Request]
+
+
+# --- URL-list scenarios ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UrlSpec:
+    """One GET of a URL-list scenario, and what a successful answer looks like.
+
+    File syntax, one request a line: ``PATH<TAB>CHECK<TAB>CHECK...``. PATH is relative to
+    the base URL and already percent-encoded (``Patient?identifier=http%3A%2F%2F...``). A
+    CHECK is ``status=N`` (the status wanted, default 200), ``id=ID`` (the body holds ID),
+    ``min=N`` / ``max=N`` (at least / at most N entries with search mode ``match``),
+    ``includes=N`` (at least N entries with mode ``include``) or ``total=N`` (Bundle.total
+    is N). Blank lines and lines starting with ``#`` are skipped.
+    """
+
+    path: str
+    status: int = 200
+    expect_id: str | None = None
+    min_matches: int | None = None
+    max_matches: int | None = None
+    min_includes: int | None = None
+    total: int | None = None
+
+    _KEYS: ClassVar[dict[str, str]] = {
+        "status": "status", "id": "expect_id", "min": "min_matches", "max": "max_matches",
+        "includes": "min_includes", "total": "total",
+    }
+
+    @classmethod
+    def parse(cls, line: str) -> UrlSpec:
+        path, *checks = line.rstrip("\r\n").split("\t")
+        path = path.strip()
+        if not path or "://" in path or path.startswith("/") or any(c.isspace() for c in path):
+            raise ValueError(f"not a path relative to the base: {path!r}")
+        fields: dict[str, Any] = {}
+        for check in filter(None, (c.strip() for c in checks)):
+            key, sep, value = check.partition("=")
+            if not sep or key not in cls._KEYS:
+                raise ValueError(f"unknown check {check!r} (want one of "
+                                 f"{', '.join(k + '=' for k in cls._KEYS)})")
+            if key == "id":
+                if not value:
+                    raise ValueError("id= needs a value")
+                fields["expect_id"] = value
+            elif not value.isdigit():
+                raise ValueError(f"{key}= needs a whole number, not {value!r}")
+            else:
+                fields[cls._KEYS[key]] = int(value)
+        return cls(path, **fields)
+
+    def line(self) -> str:
+        """The spec as a line of a URL file (without the newline)."""
+        parts = [self.path]
+        if self.status != 200:
+            parts.append(f"status={self.status}")
+        for key, attr in self._KEYS.items():
+            value = getattr(self, attr)
+            if key != "status" and value is not None:
+                parts.append(f"{key}={value}")
+        return "\t".join(parts)
+
+    def check(self, body: bytes) -> str | None:
+        """None when ``body`` passes every check, else a short, countable error label."""
+        if self.expect_id is not None and self.expect_id.encode() not in body:
+            return "without expected id"
+        if (self.min_matches, self.max_matches, self.min_includes, self.total) == (None,) * 4:
+            return None
+        try:
+            doc = loads(body)
+        except ValueError:
+            return "not JSON"
+        if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
+            return "not a Bundle"
+        matches = includes = 0
+        for entry in doc.get("entry") or ():
+            mode = (entry.get("search") or {}).get("mode")
+            if mode == "match":
+                matches += 1
+            elif mode == "include":
+                includes += 1
+        if self.min_matches is not None and matches < self.min_matches:
+            return "with too few matches"
+        if self.max_matches is not None and matches > self.max_matches:
+            return "with too many matches"
+        if self.min_includes is not None and includes < self.min_includes:
+            return "with too few includes"
+        if self.total is not None and doc.get("total") != self.total:
+            return "with a wrong total"
+        return None
+
+
+def load_url_file(path: Path) -> list[UrlSpec]:
+    """The requests of a URL file; ValueError naming the line when one is not valid."""
+    specs: list[UrlSpec] = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                specs.append(UrlSpec.parse(line))
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: {exc}") from None
+    if not specs:
+        raise ValueError(f"{path}: no requests")
+    return specs
+
+
+def write_url_file(path: Path, specs: Sequence[UrlSpec], comment: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = "".join(f"# {c}\n" for c in comment.splitlines())
+    path.write_text(head + "".join(s.line() + "\n" for s in specs), encoding="utf-8")
+
+
+def make_url_factory(base: str, specs: Sequence[UrlSpec], rng: random.Random) -> RequestFactory:
+    """Random requests (uniformly, from ``rng``) of a URL-list scenario."""
+    # encoded=True: the paths are sent exactly as written (cursors, %7C in tokens).
+    urls = [URL(f"{base}/{spec.path}", encoded=True) for spec in specs]
+
+    def pick() -> Request:
+        i = rng.randrange(len(specs))
+        spec = specs[i]
+        return Request("GET", urls[i], None, spec.status, check=spec.check)
+    return pick
 
 
 def make_factory(scenario: str, base: str, client: int, clients: int,
@@ -439,15 +577,20 @@ async def client_loop(session: aiohttp.ClientSession, next_request: RequestFacto
         start = perf()
         err: str | None = None
         detail = ""
+        done: float | None = None
         try:
             async with session.request(req.method, req.url, data=req.body,
                                        headers=body_headers if req.body else None) as resp:
                 payload = await resp.read()
+                done = perf()  # the whole answer is read; checking it is not latency
                 if resp.status != req.expect_status:
                     err = str(resp.status)
                     detail = _snippet(payload)
                 elif req.expect_in_body is not None and req.expect_in_body not in payload:
                     err = f"{resp.status} without expected id"
+                    detail = _snippet(payload)
+                elif req.check is not None and (failed := req.check(payload)) is not None:
+                    err = f"{resp.status} {failed}"
                     detail = _snippet(payload)
                 elif req.method == "POST" and "Location" not in resp.headers:
                     err = f"{resp.status} without Location"
@@ -456,7 +599,8 @@ async def client_loop(session: aiohttp.ClientSession, next_request: RequestFacto
         except aiohttp.ClientError as e:
             err = type(e).__name__
             detail = str(e)
-        done = perf()
+        if done is None:
+            done = perf()
         if start >= t0:
             if stats.first_start is None:
                 stats.first_start = start
@@ -545,7 +689,8 @@ async def run(args: argparse.Namespace) -> RunResult:
     nhs = NhsNumberSequence(rng)
 
     pool: list[PoolEntry] = []
-    if args.scenario != "create":
+    specs: list[UrlSpec] = getattr(args, "url_specs", [])
+    if args.scenario != "create" and not specs:
         try:
             pool = await get_pool(args, base, rng, nhs)
         except (aiohttp.ClientError, TimeoutError) as e:
@@ -554,8 +699,12 @@ async def run(args: argparse.Namespace) -> RunResult:
     budget = Budget(args.max_requests)
     stats = [ClientStats() for _ in range(args.clients)]
     sessions = [_session(1, args.timeout) for _ in range(args.clients)]
-    factories = [make_factory(args.scenario, base, i, args.clients, pool,
-                              random.Random(rng.random()), nhs) for i in range(args.clients)]
+    if specs:
+        factories = [make_url_factory(base, specs, random.Random(rng.random()))
+                     for _ in range(args.clients)]
+    else:
+        factories = [make_factory(args.scenario, base, i, args.clients, pool,
+                                  random.Random(rng.random()), nhs) for i in range(args.clients)]
     mark = WindowMark()
 
     start = time.perf_counter()
@@ -611,6 +760,7 @@ async def run(args: argparse.Namespace) -> RunResult:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "pool_size": len(pool),
+        **({"url_file": str(args.urls), "url_count": len(specs)} if specs else {}),
         "loadgen_cpu_pct": round(100 * loadgen_cpu / cpu_window, 1) if cpu_window > 0 else None,
         "server_cpu_pct": server_cpu_pct,
         "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
@@ -676,7 +826,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", required=True,
                     help="FHIR base URL on this machine, e.g. http://127.0.0.1:8080/fhir")
-    ap.add_argument("--scenario", required=True, choices=SCENARIOS)
+    ap.add_argument("--scenario", required=True, metavar="NAME",
+                    help=f"one of {', '.join(SCENARIOS)}; with --urls, the name to record "
+                         "(e.g. s-identifier)")
+    ap.add_argument("--urls", metavar="FILE", type=Path,
+                    help="a URL-list scenario: GET the requests of FILE (see UrlSpec)")
     ap.add_argument("--clients", type=int, default=16,
                     help="simulated clients, one keep-alive connection each (default 16)")
     ap.add_argument("--duration", type=_positive_float, default=20.0,
@@ -707,7 +861,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--clients must be at least 1")
     if args.warmup < 0:
         ap.error("--warmup must be >= 0")
-    if args.scenario != "create" and args.pool_size < 1:
+    args.url_specs = []
+    if args.urls is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.scenario):
+            ap.error("--scenario: a name of letters, digits, '.', '_' and '-'")
+        try:
+            args.url_specs = load_url_file(args.urls)
+        except (OSError, ValueError) as exc:
+            ap.error(f"--urls: {exc}")
+    elif args.scenario not in SCENARIOS:
+        ap.error(f"--scenario: one of {', '.join(SCENARIOS)} (or any name with --urls)")
+    elif args.scenario != "create" and args.pool_size < 1:
         ap.error("--pool-size must be at least 1")
     return args
 

@@ -5,7 +5,9 @@ markdown tables used in docs/performance.md.
   python bench/report.py bench/results/2026-11-24-0515.jsonl [--wide]
 
 HTTP runs: backend, scenario, clients, req/s, p50 ms, p99 ms, errors (--wide adds p90,
-max, and the CPU used by the load generator and the server). Imports: a second table.
+max, and the CPU used by the load generator and the server). Search runs (records of
+search_bench.sh, meta suite=search): a table by scenario, with Medplum's figure and the
+issue 4 targets where they apply. Imports: a last table.
 Exit status 1 when a record shows errors or a failed import, so scripts notice.
 """
 
@@ -86,6 +88,91 @@ def http_table(records: Sequence[dict[str, Any]], wide: bool = False) -> str:
     return table(header, rows, right)
 
 
+# Issue 4: Medplum 4.5.2 on a machine like ours, 100 patients, 16 clients (requests/s).
+MEDPLUM_RPS = {
+    "s-identifier": 1495.0,
+    "s-family-birthdate": 1030.0,
+    "s-obs-patient-code": 1067.0,
+    "s-include": 398.0,
+}
+TARGET_FACTOR = 2.0  # at 100 patients, on both backends
+LARGE_SCALE = "10"  # at 1,000 patients on PostgreSQL, every query under these:
+TARGET_P50_MS = 20.0
+TARGET_P99_MS = 100.0
+SEARCH_ORDER = ("s-identifier", "s-family-birthdate", "s-obs-patient-code",
+                "s-obs-patient-code-date", "s-chain2", "s-has", "s-include", "s-revinclude",
+                "s-sort-deep", "s-total")
+
+
+def is_search(r: dict[str, Any]) -> bool:
+    return r.get("kind", "http") == "http" and r.get("meta", {}).get("suite") == "search"
+
+
+def search_target(r: dict[str, Any]) -> tuple[str, str]:
+    """(the target that applies to this record, whether it is met): '-' when none does."""
+    meta = r.get("meta", {})
+    scale, backend = str(meta.get("scale", "")), str(r.get("label") or "")
+    failed = r.get("errors") or r.get("warmup_errors") or not r.get("requests")
+    verdict = "**no (errors)**" if failed else ""
+    if scale == "1" and r["scenario"] in MEDPLUM_RPS:
+        want = TARGET_FACTOR * MEDPLUM_RPS[r["scenario"]]
+        ok = float(r.get("rps") or 0) >= want
+        return f"≥ {want:,.0f}/s", verdict or ("yes" if ok else "**no**")
+    if scale == LARGE_SCALE and backend == "postgresql":
+        p50, p99 = r.get("p50_ms"), r.get("p99_ms")
+        ok = p50 is not None and p99 is not None and p50 < TARGET_P50_MS and p99 < TARGET_P99_MS
+        return (f"p50 < {TARGET_P50_MS:g}, p99 < {TARGET_P99_MS:g} ms",
+                verdict or ("yes" if ok else "**no**"))
+    return "-", "-"
+
+
+def _search_key(r: dict[str, Any]) -> tuple[int, str, int, str]:
+    name = str(r["scenario"])
+    order = SEARCH_ORDER.index(name) if name in SEARCH_ORDER else len(SEARCH_ORDER)
+    scale = str(r.get("meta", {}).get("scale", ""))
+    return order, name, int(scale) if scale.isdigit() else 0, str(r.get("label") or "")
+
+
+def search_table(records: Sequence[dict[str, Any]], wide: bool = False) -> str:
+    header = ["scenario", "backend", "patients", "req/s", "p50 ms", "p99 ms", "errors",
+              "Medplum req/s", "target", "met"]
+    if wide:
+        header[6:6] = ["max ms"]
+        header += ["loadgen CPU", "server CPU"]
+    rows = []
+    for r in sorted(records, key=_search_key):
+        meta = r.get("meta", {})
+        patients = meta.get("patients") or "-"
+        if str(patients).isdigit():
+            patients = f"{int(patients):,}"
+        medplum = MEDPLUM_RPS.get(r["scenario"])
+        target, met = search_target(r)
+        row = [str(r["scenario"]), str(r.get("label") or "-"), str(patients), _rps(r.get("rps")),
+               _num(r.get("p50_ms")), _num(r.get("p99_ms")), _errors(r),
+               "-" if medplum is None else f"{medplum:,.0f}", target, met]
+        if wide:
+            row[6:6] = [_num(r.get("max_ms"))]
+            row += [_pct(r.get("loadgen_cpu_pct")), _pct(r.get("server_cpu_pct"))]
+        rows.append(row)
+    right = {i for i, h in enumerate(header)
+             if h in ("patients", "req/s", "p50 ms", "p99 ms", "max ms", "Medplum req/s",
+                      "loadgen CPU", "server CPU")}
+    return table(header, rows, right)
+
+
+def search_settings_line(records: Sequence[dict[str, Any]]) -> str:
+    data = sorted({(int(str(r["meta"].get("scale", 0))), str(r["meta"].get("resources", "?")))
+                   for r in records if str(r.get("meta", {}).get("scale", "")).isdigit()})
+    clients = sorted({int(r["clients"]) for r in records})
+    sizes = "; ".join(f"scale {s}: {int(n):,} resources" if n.isdigit() else f"scale {s}"
+                      for s, n in data)
+    return (f"Search runs: {'/'.join(map(str, clients))} clients, each picking requests at "
+            f"random from its scenario's URL file ({sizes}). Medplum: 4.5.2, 100 patients, "
+            f"16 clients. Targets: {TARGET_FACTOR:g}x Medplum at 100 patients on both "
+            f"backends; p50 < {TARGET_P50_MS:g} ms and p99 < {TARGET_P99_MS:g} ms at 1,000 "
+            "patients on PostgreSQL.")
+
+
 def import_table(records: Sequence[dict[str, Any]]) -> str:
     header = ["backend", "resources", "wall s", "resources/s", "CPU s", "peak RSS MB",
               "database MB", "result"]
@@ -135,14 +222,19 @@ def settings_line(http: Sequence[dict[str, Any]]) -> str:
 
 
 def render(records: Sequence[dict[str, Any]], wide: bool = False) -> str:
-    http = [r for r in records if r.get("kind", "http") == "http"]
+    search = [r for r in records if is_search(r)]
+    http = [r for r in records if r.get("kind", "http") == "http" and not is_search(r)]
     imports = [r for r in records if r.get("kind") == "import"]
     out = [host_line(records)]
     if http:
         out += ["", settings_line(http), "", http_table(http, wide)]
+    if search:
+        out += ["", settings_line(search), search_settings_line(search), "",
+                search_table(search, wide)]
     if imports:
         out += ["", import_table(imports)]
-    bad = [r for r in http if r.get("errors") or r.get("warmup_errors") or not r.get("requests")]
+    bad = [r for r in [*http, *search]
+           if r.get("errors") or r.get("warmup_errors") or not r.get("requests")]
     bad += [r for r in imports if not r.get("ok")]
     if bad:
         out += ["", f"**WARNING: {len(bad)} run(s) had errors or failed; their numbers are "

@@ -38,7 +38,8 @@ def engine_request(method: str, path: str, body: Any = None, *,
 def body_of(response: FhirResponse) -> dict[str, Any]:
     """A response's body as a dict, whether the engine kept it as a dict or as JSON."""
     if response.resource is not None:
-        return response.resource
+        materialized: dict[str, Any] = fjson.materialize(response.resource)
+        return materialized
     assert response.json_body is not None, response
     loaded: dict[str, Any] = fjson.loads(response.json_body)
     return loaded

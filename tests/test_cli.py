@@ -1,4 +1,4 @@
-"""The ``fhirhub`` command line: ``--version``, ``import`` and ``serve``'s start-up checks
+"""The ``fhirhub`` command line: ``--version``, ``import``, ``reindex`` and ``serve``'s start-up checks
 (README.md, "Running it"; the files imported are FHIR NDJSON, https://hl7.org/fhir/R4/nd-json.html,
 and Bundles, https://hl7.org/fhir/R4/bundle.html; Bundles run as in
 https://hl7.org/fhir/R4/http.html#transaction)."""
@@ -19,9 +19,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fhirhub import __version__
+from fhirhub.bulk.reindex import Reindexer
 from fhirhub.cli import main
 from fhirhub.config import Settings
+from fhirhub.engine import Engine
+from fhirhub.search.types import IndexRows
 from fhirhub.store import Store, open_store
+from tests.support import body_of, engine_request
 
 # Every FHIRHUB_* variable unset while a command runs (and restored after: ``serve`` writes
 # its options into os.environ for its workers); a wide console so messages are not wrapped.
@@ -233,3 +237,108 @@ def test_serve_with_a_database_it_cannot_open_exits_with_a_clear_message(tmp_pat
     assert isinstance(result.exception, SystemExit)
     assert f"Error: cannot open the database {url}" in result.output
     assert "Traceback" not in result.output
+
+
+# -- reindex --------------------------------------------------------------------------------------
+
+MAIDEN_NAME = "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName"
+MAIDEN_NAME_PARAMETER = {
+    "resourceType": "SearchParameter", "id": "mothers-maiden-name",
+    "url": "https://fhir.example.org/SearchParameter/mothers-maiden-name",
+    "name": "MothersMaidenName", "status": "active", "description": "The mother's maiden name",
+    "code": "mothers-maiden-name", "base": ["Patient"], "type": "string",
+    "expression": f"Patient.extension.where(url='{MAIDEN_NAME}').value"}
+
+
+@pytest.fixture
+def seeded(db: str) -> Iterator[Engine]:
+    """An engine on ``db`` holding five Patients and an Observation stored before the
+    custom SearchParameter (searches through it see what the command did: no caches)."""
+    engine = Engine(Settings(database_url=db))
+    try:
+        for resource in [*(patient(f"p{n}", extension=[
+                {"url": MAIDEN_NAME, "valueString": f"Robinson{n}"}]) for n in range(5)),
+                observation("o1", "Patient/p1"), MAIDEN_NAME_PARAMETER]:
+            path = f"{resource['resourceType']}/{resource['id']}"
+            assert engine.handle(engine_request("PUT", path, resource)).status == 201
+        yield engine
+    finally:
+        engine.store.close()
+
+
+def by_maiden_name(engine: Engine) -> list[str]:
+    bundle = body_of(engine.handle(engine_request(
+        "GET", "Patient", query=[("mothers-maiden-name", "robinson")])))
+    return sorted(e["resource"]["id"] for e in bundle.get("entry", [])
+                  if e["search"]["mode"] == "match")
+
+
+def test_reindex_makes_resources_stored_before_a_parameter_findable(
+        db: str, seeded: Engine) -> None:
+    assert by_maiden_name(seeded) == []
+    result = run("reindex", "--db", db, "--type", "Observation", "--type", "SearchParameter")
+    assert result.exit_code == 0, result.output
+    assert "Reindexed 2 resources in" in result.output
+    assert "Patient" not in result.output
+    assert by_maiden_name(seeded) == []  # not a type it was asked for
+    result = run("reindex", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "Reindexed 7 resources in" in result.output
+    assert "Patient                      5" in result.output
+    assert "Resuming" not in result.output
+    assert by_maiden_name(seeded) == ["p0", "p1", "p2", "p3", "p4"]
+
+
+def test_an_interrupted_reindex_says_where_it_stopped_and_resumes_from_there(
+        db: str, seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    index = Engine.index
+
+    def interrupted(self: Engine, resource: dict[str, Any]) -> IndexRows:
+        calls.append(resource["id"])
+        if len(calls) == 6:  # the second batch of three, as Ctrl-C would
+            raise KeyboardInterrupt
+        return index(self, resource)
+
+    monkeypatch.setattr(Engine, "index", interrupted)
+    result = run("reindex", "--db", db, "--batch", "3")
+    assert result.exit_code == 130, result.output
+    assert ("Interrupted after Patient/p1 (3 resources done); run the same command again "
+            "to continue from there") in result.output
+    monkeypatch.undo()
+    result = run("reindex", "--db", db, "--batch", "3")
+    assert result.exit_code == 0, result.output
+    assert ("Resuming the interrupted reindex of every resource type after Patient/p1 "
+            "(3 resources done)") in result.output
+    assert "Reindexed 4 resources in" in result.output
+    assert "after 3 done by the interrupted run" in result.output
+    assert by_maiden_name(seeded) == ["p0", "p1", "p2", "p3", "p4"]
+
+
+def test_reindex_refuses_another_runs_checkpoint_until_restart(
+        db: str, seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def interrupted(resource: dict[str, Any]) -> IndexRows:
+        calls.append(resource["id"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return Engine.index(seeded, resource)
+
+    monkeypatch.setattr(seeded, "index", interrupted)
+    reindexer = Reindexer(seeded, types=["Patient"], batch=2)
+    with pytest.raises(KeyboardInterrupt):
+        reindexer.run(reindexer.start())
+    result = run("reindex", "--db", db)
+    assert result.exit_code == 1
+    assert "An interrupted reindex of Patient is not finished" in result.output
+    assert "Traceback" not in result.output
+    result = run("reindex", "--db", db, "--restart")
+    assert result.exit_code == 0, result.output
+    assert "Reindexed 7 resources" in result.output
+
+
+def test_reindex_of_an_unknown_type_is_a_usage_error(db: str) -> None:
+    result = run("reindex", "--db", db, "--type", "Patients")
+    assert result.exit_code == 2
+    assert "Error: Not a FHIR R4 resource type: Patients" in result.output

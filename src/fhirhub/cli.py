@@ -9,12 +9,18 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fhirhub import __version__
 from fhirhub.config import ConfigError, Settings, redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import ProgressColumn
+
+    from fhirhub.bulk.reindex import Checkpoint, Reindexer, ReindexReport
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -115,6 +121,100 @@ def import_(files: tuple[Path, ...], database_url: str | None, group: int,
         if len(errors) > 200:
             console.print(f"  … and {len(errors) - 200} more")
         sys.exit(1)
+
+
+@main.command()
+@click.option("--db", "database_url", help="Database URL (as for serve)")
+@click.option("--type", "types", multiple=True, metavar="TYPE",
+              help="Only resources of this type (repeat for several; default: every type)")
+@click.option("--restart", is_flag=True,
+              help="Start over, discarding the checkpoint of an interrupted run")
+@click.option("--batch", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Resources reindexed per transaction")
+def reindex(database_url: str | None, types: tuple[str, ...], restart: bool,
+            batch: int) -> None:
+    """Rebuild the search index of the stored resources, with the official and the custom
+    SearchParameters (safe while the server runs; an interrupted run resumes)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from fhirhub.bulk.reindex import Reindexer, check_types
+    from fhirhub.engine import Engine
+    from fhirhub.errors import FhirError
+
+    try:
+        check_types(types)
+    except FhirError as exc:
+        raise click.UsageError(exc.diagnostics) from None
+    logging.basicConfig(level=logging.WARNING)
+    console = Console(stderr=True)
+    engine = Engine(_settings(database_url=database_url))
+    try:
+        try:
+            reindexer = Reindexer(engine, types=types, batch=batch)
+            start = reindexer.start(restart=restart)
+        except FhirError as exc:
+            raise click.ClickException(exc.diagnostics) from None
+        if reindexer.note:
+            console.print(reindexer.note)
+        if start.after is not None:
+            console.print(f"Resuming the interrupted reindex of {start.describe()} after "
+                          f"{start.after[0]}/{start.after[1]} ({start.done} resources done)")
+        started = time.perf_counter()
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), _rate_column(), TimeRemainingColumn(),
+                      console=console) as progress:
+            # The total is what is there now; the checkpoint's count, what was there then.
+            total = max(reindexer.total(), start.done)
+            task = progress.add_task("Reindexing", completed=start.done, total=total)
+            reindexer.progress = partial(progress.advance, task)
+            report = _run_reindex(reindexer, start, console)
+    finally:
+        engine.store.close()
+    _reindex_summary(console, report, start, time.perf_counter() - started)
+
+
+def _reindex_summary(console: Console, report: ReindexReport, start: Checkpoint,
+                     elapsed: float) -> None:
+    console.print(f"Reindexed {report.total} resources in {elapsed:.1f} s "
+                  f"({report.total / elapsed if elapsed else 0:.0f}/s)"
+                  + (f", after {start.done} done by the interrupted run" if start.done else ""))
+    for rtype, count in sorted(report.resources.items(), key=lambda kv: -kv[1]):
+        console.print(f"  {rtype:<28} {count}")
+
+
+def _run_reindex(reindexer: Reindexer, start: Checkpoint, console: Console) -> ReindexReport:
+    """Run it; an interruption or a failure says where it stopped and how to go on."""
+    from fhirhub.errors import FhirError
+
+    try:
+        return reindexer.run(start)
+    except KeyboardInterrupt:
+        console.print(f"Interrupted{_reindex_position(reindexer)}")
+        sys.exit(130)
+    except FhirError as exc:
+        raise click.ClickException(f"{exc.diagnostics}{_reindex_position(reindexer)}") from None
+
+
+def _reindex_position(reindexer: Reindexer) -> str:
+    saved = reindexer.saved()
+    if saved is None or saved.after is None:
+        return "; nothing was finished: run the same command again to start"
+    return (f" after {saved.after[0]}/{saved.after[1]} ({saved.done} resources done); "
+            "run the same command again to continue from there")
+
+
+def _rate_column() -> ProgressColumn:
+    """Resources a second."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if not speed else f"{speed:,.0f}/s", style="progress.data.speed")
+
+    return Rate()
 
 
 def _install_definitions(settings: Settings) -> None:

@@ -21,7 +21,8 @@ import pytest
 
 from fhirhub.fhir import json as fjson
 from fhirhub.fhir.fhirpath import compile_expression
-from fhirhub.search.index import ISO_4217, index_resource
+from fhirhub.search._ucum import UCUM
+from fhirhub.search.index import CANONICAL, ISO_4217, index_resource
 from fhirhub.search.registry import registry
 from fhirhub.search.types import (
     DateRow,
@@ -399,13 +400,28 @@ def test_id_gives_no_rows() -> None:
 # -- composites, duplicates, custom parameters ----------------------------------------------
 
 
-def test_composite_parameters_give_no_rows_of_their_own() -> None:
+def test_composite_rows_keep_each_component_with_its_own_value() -> None:
     rows = index_resource(example("Observation", "blood-pressure"))
-    params = {r.param for kind in vars(rows) for r in getattr(rows, kind)}
-    assert "component-code" in params
-    assert "component-value-quantity" in params
-    assert not any(p.startswith(("code-value", "component-code-value", "combo-code-value"))
-                   for p in params)
+    found = [r for r in rows.composite if r.param == "component-code-value-quantity"]
+    by_combo: dict[int, dict[int, set[object]]] = {}
+    for r in found:
+        by_combo.setdefault(r.combo, {}).setdefault(r.pos, set()).add(
+            r.code if r.pos == 0 else r.lo)
+    systolic = [c for c in by_combo.values() if "8480-6" in c[0]]
+    assert len(systolic) == 1
+    assert systolic[0][1] == {Decimal("106.5")}  # 107 mm[Hg], as written
+    canonical_rows = [r for r in rows.composite
+                      if r.param == "component-code-value-quantity" + CANONICAL]
+    assert {r.system for r in canonical_rows if r.pos == 1} == {UCUM}
+
+
+def test_text_rows_hold_the_narrative_and_content_words() -> None:
+    rows = index_resource({"resourceType": "Patient", "name": [{"family": "Zoë"}],
+                           "text": {"status": "generated",
+                                    "div": "<div>Seen <b>today</b> &amp; well</div>"}})
+    text = {r.param: r.words for r in rows.text}
+    assert text["_text"] == " seen today well "
+    assert " zoe " in text["_content"] and " today " in text["_content"]
 
 
 def test_equal_rows_are_given_once() -> None:

@@ -18,6 +18,7 @@ from fhirhub.errors import Issue
 from fhirhub.search.parse import canonical_params, parse_search
 from fhirhub.search.registry import registry
 from fhirhub.search.types import (
+    CompositeValue,
     Include,
     Predicate,
     Prefix,
@@ -182,13 +183,25 @@ def test_type_modifier_and_value_type_must_agree() -> None:
     ("lt2020-02-03T10:00+01:00",
      RangeValue("lt", "2020-02-03T09:00:00.000000", "2020-02-03T09:00:59.999999")),
     # An unencoded '+' in a query string arrives as a space.
-    ("ap2020-02-03T10:00:00 01:00",
-     RangeValue("ap", "2020-02-03T09:00:00.000000", "2020-02-03T09:00:00.999999")),
     ("sa2020-02-03T10:00:00Z",
      RangeValue("sa", "2020-02-03T10:00:00.000000", "2020-02-03T10:00:00.999999")),
 ])
 def test_date_prefix_and_precision_range(text: str, value: RangeValue) -> None:
     assert only(("birthdate", text)).values == (value,)
+
+
+def test_approximately_on_a_date_widens_by_a_tenth_of_the_gap_to_now() -> None:
+    # An unencoded '+' in a query string arrives as a space.
+    (value,) = only(("birthdate", "ap2020-02-03T10:00:00 01:00")).values
+    assert isinstance(value, RangeValue)
+    assert value.prefix == "ap"
+    assert str(value.lo) < "2020-01-01" and str(value.hi) > "2020-03-01"
+    assert value.written == "2020-02-03T10:00:00 01:00"
+
+
+def test_approximately_on_a_number_is_within_ten_percent() -> None:
+    (value,) = only(("value-quantity", "ap100"), types=("Observation",)).values
+    assert value == RangeValue("ap", Decimal(90), Decimal(110), written="100")
 
 
 @pytest.mark.parametrize("text", ["2020-13", "20200101", "gt", "xx2020", "2020-02-30"])
@@ -230,10 +243,15 @@ def test_malformed_quantity_is_invalid(text: str) -> None:
 # -- composite, special ---------------------------------------------------------------------
 
 
-def test_composite_value_is_kept_as_written_with_its_parts_checked() -> None:
+def test_composite_value_is_kept_as_written_with_its_parts_parsed_by_component() -> None:
     predicate = only(("code-value-quantity", r"http://loinc.org|8480-6$lt60"),
                      types=("Observation",))
-    assert (predicate.type, predicate.values) == ("composite", ("http://loinc.org|8480-6$lt60",))
+    assert predicate.type == "composite"
+    assert predicate.values == (CompositeValue(
+        "http://loinc.org|8480-6$lt60",
+        (TokenValue("http://loinc.org", "8480-6"),
+         RangeValue("lt", Decimal("59.5"), Decimal("60.5"))),
+        ("token", "quantity")),)
     assert error(("code-value-quantity", "http://loinc.org|8480-6"),
                  types=("Observation",)).code == "invalid"
 
@@ -339,7 +357,8 @@ def test_bad_count_is_invalid(text: str) -> None:
 def test_sort_keys_in_order_with_descending() -> None:
     query, issues = parse(("_sort", "-birthdate,family,_lastUpdated"))
     assert issues == []
-    assert query.sort == (SortKey("birthdate", True), SortKey("family"), SortKey("_lastUpdated"))
+    assert query.sort == (SortKey("birthdate", True, "date"), SortKey("family", type="string"),
+                          SortKey("_lastUpdated"))
 
 
 def test_sort_by_unknown_parameter_is_not_supported() -> None:

@@ -12,6 +12,8 @@ from decimal import Decimal
 import pytest
 
 from fhirhub.errors import FhirError
+from fhirhub.search._ucum import canonical
+from fhirhub.search.index import CANONICAL
 from fhirhub.search.types import (
     DateRow,
     IndexRows,
@@ -162,15 +164,22 @@ def test_date_prefixes_compare_ranges(store: Store) -> None:
 
 
 def test_quantity_search_with_units(store: Store) -> None:
-    put(store, version("o", rtype="Observation"), IndexRows(quantity=[QuantityRow(
-        "value-quantity", Decimal("5.35"), Decimal("5.45"), "http://unitsofmeasure.org", "mg", "mg")]))
+    # As the indexer writes them: the value as written, and in canonical UCUM units.
+    mg = canonical("mg")
+    assert mg is not None
+    put(store, version("o", rtype="Observation"), IndexRows(quantity=[
+        QuantityRow("value-quantity", Decimal("5.35"), Decimal("5.45"),
+                    "http://unitsofmeasure.org", "mg", "mg"),
+        QuantityRow("value-quantity" + CANONICAL, mg.convert(Decimal("5.35")),
+                    mg.convert(Decimal("5.45")), "http://unitsofmeasure.org", mg.unit, None)]))
     def ids(code: str | None) -> list[str]:
         value = RangeValue("gt", Decimal("4.95"), Decimal("5.05"),
                            "http://unitsofmeasure.org" if code else None, code)
         q = SearchQuery(("Observation",), (Predicate("value-quantity", "quantity", None, (value,)),))
         return [m.id for m in store.search(q).matches]
     assert ids("mg") == ["o"]
-    assert ids("g") == []
+    assert ids("g") == []  # 5 g is not more than 5.4 mg
+    assert ids("ug") == ["o"]  # 5.4 mg is more than 5 ug
     assert ids(None) == ["o"]
 
 

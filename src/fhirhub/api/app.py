@@ -88,14 +88,15 @@ class FhirApp:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
     async def _definitions(self) -> None:
-        """Pick up StructureDefinitions other worker processes wrote, every few seconds."""
+        """Pick up StructureDefinitions and SearchParameters other worker processes wrote,
+        every few seconds."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(DEFINITIONS_SECONDS)
             try:
                 await loop.run_in_executor(self._pool, self.engine.refresh_definitions)
             except FhirError:
-                log.warning("reloading stored StructureDefinitions failed; will retry",
+                log.warning("reloading stored definitions failed; will retry",
                             exc_info=True)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhirhub import FHIR_VERSION, __version__
 from fhirhub.fhir.model import element_model
-from fhirhub.search.registry import registry
+from fhirhub.search.registry import Registry, registry
 
 if TYPE_CHECKING:
     from fhirhub.engine.operations import Operation
@@ -22,11 +22,16 @@ SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system"
 
 def capability_statement(base_url: str, date: str, *, operations: Sequence[Operation] = (),
                          profiles: Mapping[str, Sequence[str]] | None = None,
-                         required: Mapping[str, Sequence[str]] | None = None) -> Json:
+                         required: Mapping[str, Sequence[str]] | None = None,
+                         search: Registry | None = None,
+                         search_documentation: Mapping[str, str] | None = None) -> Json:
     """``profiles``: the profiles the server can validate against, by resource type
-    (``supportedProfile``); ``required``: those every resource of a type must meet."""
+    (``supportedProfile``); ``required``: those every resource of a type must meet;
+    ``search``: the search parameters in force (the official ones by default), and
+    ``search_documentation`` a text for some of them (the server's own), by URL."""
+    params = _SearchParams(search or registry(), search_documentation or {})
     resources = [_resource(rtype, operations, (profiles or {}).get(rtype, ()),
-                           (required or {}).get(rtype, ()))
+                           (required or {}).get(rtype, ()), params)
                  for rtype in sorted(element_model().resource_types)]
     return {
         "resourceType": "CapabilityStatement",
@@ -63,13 +68,28 @@ def _operation(op: Operation) -> Json:
     return {"name": op.name, "definition": op.definition}
 
 
+class _SearchParams:
+    def __init__(self, search: Registry, documentation: Mapping[str, str]) -> None:
+        self.search = search
+        self.documentation = documentation
+
+    def of(self, rtype: str) -> list[Json]:
+        """``rest.resource.searchParam``: every parameter of ``rtype`` in force."""
+        found = []
+        for code, p in sorted(self.search.for_type(rtype).items()):
+            entry: Json = {"name": code}
+            if p.url:
+                entry["definition"] = p.url
+            entry["type"] = p.type
+            if p.url in self.documentation:
+                entry["documentation"] = self.documentation[p.url]
+            found.append(entry)
+        return found
+
+
 def _resource(rtype: str, operations: Sequence[Operation], profiles: Sequence[str],
-              required: Sequence[str]) -> Json:
-    params = registry().for_type(rtype)
-    search_params = [
-        {"name": code, "definition": p.url, "type": p.type}
-        for code, p in sorted(params.items()) if p.url and p.type != "composite"
-    ]
+              required: Sequence[str], search: _SearchParams) -> Json:
+    search_params = search.of(rtype)
     found: Json = {
         "type": rtype,
         "profile": required[0] if len(required) == 1

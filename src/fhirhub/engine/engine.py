@@ -8,7 +8,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from fhirhub.config import ConfigError, Settings
@@ -29,6 +28,7 @@ from fhirhub.engine.outcome import error_outcome, status_of
 from fhirhub.engine.profiles import StoredProfiles
 from fhirhub.engine.request import FhirRequest, FhirResponse
 from fhirhub.engine.router import Route, route
+from fhirhub.engine.search_params import StoredSearchParameters, check_search_parameter
 from fhirhub.errors import (
     ConflictError,
     FaultError,
@@ -42,7 +42,8 @@ from fhirhub.fhir.structure import check_resource
 from fhirhub.fhir.validation import Validator
 from fhirhub.search.index import index_resource
 from fhirhub.search.parse import canonical_params, parse_search
-from fhirhub.search.types import SearchQuery
+from fhirhub.search.registry import Registry
+from fhirhub.search.types import IndexRows, SearchQuery
 from fhirhub.store import Store, open_store
 from fhirhub.store.base import RememberedResponse, Transaction
 
@@ -67,7 +68,10 @@ class Engine:
         self.profiles = StoredProfiles(self.store)
         self.profiles.refresh()
         self.validator = self.make_validator(settings, self.profiles.resources())
-        self.ctx = WriteContext(check=self.check, index=index_resource,
+        self.search_params = StoredSearchParameters(self.store)
+        self.search_params.refresh()
+        self._capability_cache: tuple[Registry, bytes] | None = None
+        self.ctx = WriteContext(check=self.check, index=self.index,
                                 parse_criteria=self._criteria_query)
         warm_up()
         self._handlers: dict[str, Callable[..., FhirResponse]] = {
@@ -198,16 +202,28 @@ class Engine:
         """Refuse a resource that is not valid: 400 when it is not well-formed FHIR JSON of
         the expected type, 422 when it breaks its definition or a profile (R4 http.html:
         "422 Unprocessable Entity - the proposed resource violated applicable FHIR profiles
-        or server business rules"). Every error issue is carried."""
+        or server business rules", such as a SearchParameter of this server's own whose
+        expression does not compile). Every error issue is carried."""
         _refuse(check_resource(resource, expected_type=expected_type), InvalidError)
         _refuse(self.validator.check_profiles(resource), UnprocessableError)
+        check_search_parameter(resource)
+
+    @property
+    def registry(self) -> Registry:
+        """The search parameters in force: the official R4 ones and this server's own."""
+        return self.search_params.registry
+
+    def index(self, resource: dict[str, Any]) -> IndexRows:
+        """A resource's search index rows, by the parameters in force now."""
+        return index_resource(resource, using=self.search_params.registry)
 
     def refresh_definitions(self) -> None:
-        """Use the StructureDefinitions written since the last look (by this process or
-        another) for validation from now on."""
+        """Use the StructureDefinitions and SearchParameters written since the last look
+        (by this process or another) for validation, search and indexing from now on."""
         if self.profiles.refresh():
             self.validator = self.make_validator(self.settings, self.profiles.resources(),
                                                  warm=False)
+        self.search_params.refresh()
 
     @staticmethod
     def make_validator(settings: Settings, stored: list[dict[str, Any]], *,
@@ -222,7 +238,7 @@ class Engine:
         the published R4 definitions break their own rules, docs/conformance.md), and for
         import lines that worker processes have already validated in full."""
         view = copy.copy(self)
-        view.ctx = WriteContext(check=_check_shape, index=index_resource,
+        view.ctx = WriteContext(check=_check_shape, index=self.index,
                                 parse_criteria=self._criteria_query)
         return view
 
@@ -232,7 +248,8 @@ class Engine:
                      strict: bool) -> tuple[SearchQuery, list[Issue]]:
         return parse_search(types, params, strict=strict,
                             default_count=self.settings.default_page_size,
-                            max_count=self.settings.max_page_size)
+                            max_count=self.settings.max_page_size,
+                            using=self.search_params.registry)
 
     def _criteria_query(self, rtype: str, criteria: str) -> SearchQuery:
         from dataclasses import replace
@@ -261,16 +278,21 @@ class Engine:
 
     # -- system level -------------------------------------------------------------------------------
 
-    @cached_property
     def _capability_json(self) -> bytes:
+        """The CapabilityStatement, built again only when the search parameters change."""
         from fhirhub.engine.operations import operations
 
-        return fjson.dumps(capability_statement(
-            "", now_instant(), operations=operations(), profiles=_supported_profiles(),
-            required=self.settings.profile_requirements))
+        reg, docs = self.search_params.current()
+        cached = self._capability_cache
+        if cached is None or cached[0] is not reg:
+            cached = self._capability_cache = (reg, fjson.dumps(capability_statement(
+                "", now_instant(), operations=operations(), profiles=_supported_profiles(),
+                required=self.settings.profile_requirements, search=reg,
+                search_documentation=docs)))
+        return cached[1]
 
     def _capabilities(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:
-        statement = fjson.loads(self._capability_json)
+        statement = fjson.loads(self._capability_json())
         statement["implementation"]["url"] = req.base_url
         return FhirResponse(200, resource=statement)
 
@@ -302,18 +324,23 @@ class Engine:
         return dispatch(engine, req, r)
 
 
+_DEFINITION_TYPES = ("StructureDefinition", "SearchParameter")
+
+
 def _may_change_definitions(req: FhirRequest, r: Route) -> bool:
-    """Could this write have changed a StructureDefinition (so validation must look)?"""
+    """Could this write have changed a StructureDefinition (so validation must look) or
+    a SearchParameter (so search and indexing must)?"""
     if req.method in ("GET", "HEAD"):
         return False
-    if r.resource_type == "StructureDefinition":
+    if r.resource_type in _DEFINITION_TYPES:
         return True
     if r.interaction != "transaction":
         return False
     if isinstance(req.parsed, dict):
-        return any(isinstance(e, dict) and "StructureDefinition" in str(
-            (e.get("request") or {}).get("url", "")) for e in req.parsed.get("entry") or [])
-    return b"StructureDefinition" in req.body
+        return any(isinstance(e, dict) and any(t in str((e.get("request") or {}).get("url", ""))
+                                               for t in _DEFINITION_TYPES)
+                   for e in req.parsed.get("entry") or [])
+    return any(t.encode() in req.body for t in _DEFINITION_TYPES)
 
 
 def _validator(settings: Settings, stored: list[dict[str, Any]], *,
@@ -349,6 +376,7 @@ def _supported_profiles() -> dict[str, list[str]]:
 
 def _check_shape(resource: Any, expected_type: str | None) -> None:
     _refuse(check_resource(resource, expected_type=expected_type), InvalidError)
+    check_search_parameter(resource)
 
 
 def _refuse(issues: list[Issue], error: type[InvalidError]) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from fhirhub.engine.clock import now_instant
+from fhirhub.engine.code_sets import resolve_code_sets
 from fhirhub.engine.crud import etag
 from fhirhub.engine.formats import apply_view, parse_elements, summary_mode
 from fhirhub.engine.outcome import operation_outcome, status_line
@@ -58,6 +59,7 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     summary = summary_mode(_last(params, "_summary"))
     if summary == "count":
         query = replace(query, total="accurate", count=0)
+    query = resolve_code_sets(query, engine.store)
     page = engine.store.search(query)
     elements = parse_elements(_last(params, "_elements"))
     entries = [_entry(req, v, "match", summary, elements) for v in page.matches]
@@ -67,7 +69,14 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
         entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
     used = engine.used_params(query, params)
     path = req.path.removesuffix("/_search") if req.method == "POST" else req.path
-    links = [{"relation": "self", "url": _url(req.base_url, path, used)}]
+    # search.html#paging: self (this page), first, previous and next. Pages are keyset
+    # positions, so a cursor link stays valid while data changes.
+    here = [*used, ("_cursor", query.cursor)] if query.cursor else used
+    links = [{"relation": "self", "url": _url(req.base_url, path, here)},
+             {"relation": "first", "url": _url(req.base_url, path, used)}]
+    if page.previous_cursor:
+        links.append({"relation": "previous", "url": _url(
+            req.base_url, path, [*used, ("_cursor", page.previous_cursor)])})
     if page.next_cursor:
         links.append({"relation": "next",
                       "url": _url(req.base_url, path, [*used, ("_cursor", page.next_cursor)])})
@@ -103,9 +112,9 @@ def _last(params: list[tuple[str, str]], name: str) -> str | None:
 
 def _entry(req: FhirRequest, version: StoredVersion, mode: str, summary: Any,
            elements: frozenset[str] | None) -> Json:
-    resource = fjson.loads(version.body or b"{}")
+    resource: Any = fjson.RawJson(version.body or b"{}")
     if summary is not None or elements is not None:
-        resource = apply_view(resource, summary, elements)
+        resource = apply_view(resource.load(), summary, elements)
     return {"fullUrl": f"{req.base_url}/{version.resource_type}/{version.id}",
             "resource": resource, "search": {"mode": mode}}
 

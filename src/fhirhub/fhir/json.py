@@ -70,9 +70,43 @@ def loads(data: bytes | str) -> Any:
         ) from None
 
 
+class RawJson:
+    """A resource kept as the FHIR JSON it was stored as, written out as it is.
+
+    A searchset of twenty resources would otherwise parse each stored body (with the
+    Decimal-keeping parser above) only to serialise it again. :func:`dumps` embeds the bytes;
+    whatever needs the values (XML, pretty printing, code that inspects a response) calls
+    :func:`materialize` first.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def load(self) -> Any:
+        return loads(self.raw)
+
+
+def materialize(obj: Any) -> Any:
+    """``obj`` with every :class:`RawJson` inside it parsed (dicts and lists are copied
+    only where one is found)."""
+    if isinstance(obj, RawJson):
+        return obj.load()
+    if isinstance(obj, dict):
+        if any(isinstance(v, RawJson | dict | list) for v in obj.values()):
+            return {k: materialize(v) for k, v in obj.items()}
+        return obj
+    if isinstance(obj, list):
+        return [materialize(v) for v in obj]
+    return obj
+
+
 def _default(obj: Any) -> Any:
     if isinstance(obj, Decimal):
         return orjson.Fragment(_decimal_text(obj))
+    if isinstance(obj, RawJson):
+        return orjson.Fragment(obj.raw)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
@@ -85,8 +119,9 @@ def _decimal_text(value: Decimal) -> str:
 
 
 def dumps(obj: Any, *, pretty: bool = False) -> bytes:
-    option = orjson.OPT_INDENT_2 if pretty else 0
-    return orjson.dumps(obj, default=_default, option=option)
+    if pretty:
+        return orjson.dumps(materialize(obj), default=_default, option=orjson.OPT_INDENT_2)
+    return orjson.dumps(obj, default=_default)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -94,4 +129,4 @@ def decimal_text(value: Decimal) -> str:
     return _decimal_text(value)
 
 
-__all__ = ["Json", "decimal_text", "dumps", "loads"]
+__all__ = ["Json", "RawJson", "decimal_text", "dumps", "loads", "materialize"]

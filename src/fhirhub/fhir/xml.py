@@ -18,6 +18,7 @@ from functools import cache
 from typing import Any
 
 from fhirhub.errors import InvalidError
+from fhirhub.fhir import json as fjson
 from fhirhub.fhir._xml_read import ATTRIBUTE_ESCAPES, FHIR_NS, XHTML_NS, parse_resource
 from fhirhub.fhir.json import decimal_text
 from fhirhub.fhir.model import Element, element_model
@@ -37,7 +38,7 @@ def dump_resource(resource: dict[str, Any], *, pretty: bool = False) -> bytes:
     the wrong shape, characters XML 1.0 forbids, a narrative that is not well-formed XHTML.
     """
     writer = _Writer(pretty)
-    writer.resource(resource, "", root=True)
+    writer.resource(fjson.materialize(resource), "", root=True)
     if pretty:
         writer.out.append("\n")
     return "".join(writer.out).encode("utf-8")

@@ -9,6 +9,7 @@ is wrong with it. Escapes (https://hl7.org/fhir/R4/search.html#escaping): ``\\,`
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import cast
 
@@ -41,6 +42,11 @@ def split(text: str, separator: str) -> list[str]:
             current.append(ch)
     parts.append("".join(current))
     return parts
+
+
+def is_id(text: str) -> bool:
+    """A FHIR logical id: 1 to 64 letters, digits, '-' and '.'."""
+    return _ID.fullmatch(text) is not None
 
 
 def unescape(text: str) -> str:
@@ -111,7 +117,32 @@ def date(text: str) -> RangeValue:
     span = date_range(rest)
     if span is None:
         raise BadValue("a date is [prefix]YYYY[-MM[-DD[Thh:mm[:ss][Z|+hh:mm]]]]")
+    if prefix == "ap":
+        low, high = _approximate_dates(*span)
+        return RangeValue(prefix, low, high, written=rest)
     return RangeValue(prefix, span[0], span[1])
+
+
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+
+
+def _approximate_dates(lo: str, hi: str) -> tuple[str, str]:
+    """``ap`` on a date: the value's range widened by 10% of the gap between now and it
+    (search.html#prefix), never by less than a day."""
+    start, end = datetime.strptime(lo, _FORMAT), datetime.strptime(hi, _FORMAT)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    gap = max(abs(now - start), abs(now - end)) / 10
+    gap = max(gap, timedelta(days=1))
+    low = max(start - gap, datetime.min)
+    high = min(end + gap, datetime.max)
+    return low.strftime(_FORMAT).rjust(26, "0"), high.strftime(_FORMAT).rjust(26, "0")
+
+
+def _approximate(lo: Decimal, hi: Decimal, value: Decimal) -> tuple[Decimal, Decimal]:
+    """``ap`` on a number: within 10% of the value (search.html#prefix), and never
+    narrower than the value's own precision."""
+    margin = abs(value) / 10
+    return min(lo, value - margin), max(hi, value + margin)
 
 
 def _decimal(text: str) -> Decimal:
@@ -126,7 +157,11 @@ def _decimal(text: str) -> Decimal:
 def number(text: str) -> RangeValue:
     """``[prefix]number`` as the range its precision implies (``100`` → 99.5..100.5)."""
     prefix, rest = _prefixed(unescape(text))
-    lo, hi = decimal_range(_decimal(rest))
+    value = _decimal(rest)
+    lo, hi = decimal_range(value)
+    if prefix == "ap":
+        lo, hi = _approximate(lo, hi, value)
+        return RangeValue(prefix, lo, hi, written=rest)
     return RangeValue(prefix, lo, hi)
 
 
@@ -136,13 +171,18 @@ def quantity(text: str) -> RangeValue:
     if len(parts) not in (1, 3):
         raise BadValue("a quantity is [prefix]number[|system|code]")
     prefix, rest = _prefixed(unescape(parts[0]))
-    lo, hi = decimal_range(_decimal(rest))
+    value = _decimal(rest)
+    lo, hi = decimal_range(value)
+    written = None
+    if prefix == "ap":
+        lo, hi = _approximate(lo, hi, value)
+        written = rest
     if len(parts) == 1:
-        return RangeValue(prefix, lo, hi)
+        return RangeValue(prefix, lo, hi, written=written)
     system, code = unescape(parts[1]), unescape(parts[2])
     if system and not code:
         raise BadValue("a quantity with a system needs a code: number|system|code")
-    return RangeValue(prefix, lo, hi, system or None, code or None)
+    return RangeValue(prefix, lo, hi, system or None, code or None, written)
 
 
 def composite(text: str, arity: int) -> str:
@@ -162,6 +202,7 @@ __all__ = [
     "composite",
     "date",
     "escape",
+    "is_id",
     "number",
     "of_type",
     "quantity",

@@ -14,12 +14,13 @@ from decimal import Decimal
 from fhirhub.search._parse_values import escape
 from fhirhub.search._values import decimal_from_range
 from fhirhub.search.types import (
+    CompositeValue,
     Include,
     Predicate,
-    RangeValue,
     ReferenceValue,
     SearchQuery,
     TokenValue,
+    Value,
 )
 
 _START = "00:00:00.000000"
@@ -52,9 +53,11 @@ def _predicate(pred: Predicate) -> tuple[str, str]:
     return name, ",".join(_value(pred, v) for v in pred.values)
 
 
-def _value(pred: Predicate, value: TokenValue | RangeValue | ReferenceValue | str) -> str:
+def _value(pred: Predicate, value: Value) -> str:
+    if isinstance(value, CompositeValue):
+        return value.text
     if isinstance(value, str):
-        return value if pred.type == "composite" else escape(value)
+        return escape(value)
     if isinstance(value, TokenValue):
         return _token(pred.modifier, value)
     if isinstance(value, ReferenceValue):
@@ -66,6 +69,11 @@ def _value(pred: Predicate, value: TokenValue | RangeValue | ReferenceValue | st
             return escape(value.ref_id)
         return escape(f"{value.ref_type}/{value.ref_id}")
     prefix = "" if value.prefix == "eq" else value.prefix
+    if value.written is not None:
+        text = prefix + escape(value.written)
+        if value.system is not None or value.code is not None:
+            text += f"|{escape(value.system or '')}|{escape(value.code or '')}"
+        return text
     if pred.type == "date":
         return prefix + _date(str(value.lo), str(value.hi))
     text = prefix + _number(Decimal(value.lo), Decimal(value.hi))

@@ -29,12 +29,16 @@ its own. Special parameters (``_text``, ``_content``, ``near``) are the store's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import html
+import re
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from fhirhub.search._composite import Memo, Part, PartMaker, canonical_part, composite_rows
 from fhirhub.search._paths import Typed
 from fhirhub.search._steps import QUANTITY_TYPES
+from fhirhub.search._ucum import UCUM, canonical
 from fhirhub.search._values import (
     MAX_INSTANT,
     MIN_INSTANT,
@@ -46,13 +50,16 @@ from fhirhub.search._values import (
     without_version,
 )
 from fhirhub.search.registry import Registry, registry
+from fhirhub.search.text import words
 from fhirhub.search.types import (
+    CompositeRow,
     DateRow,
     IndexRows,
     NumberRow,
     QuantityRow,
     ReferenceRow,
     StringRow,
+    TextRow,
     TokenRow,
     UriRow,
 )
@@ -62,6 +69,7 @@ Json = dict[str, Any]
 ISO_4217 = "urn:iso:std:iso:4217"
 OF_TYPE = ":of-type"  # suffix of the side rows for token :of-type
 IDENTIFIER = ":identifier"  # suffix of the side rows for reference :identifier
+CANONICAL = ":ucum"  # suffix of the quantity rows in canonical UCUM units
 
 # "" is a value whose type is unknown (a fallback result): a plain string is taken as one.
 _STRING_TYPES = frozenset({"string", "markdown", "code", "id", "uri", "url", "canonical", "oid",
@@ -72,12 +80,27 @@ _ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", 
 
 def index_resource(resource: Json, *, using: Registry | None = None) -> IndexRows:
     """Every row ``resource`` contributes to search, without duplicates."""
-    params = (using or registry()).indexed(str(resource.get("resourceType", "")))
+    reg = using or registry()
+    rtype = str(resource.get("resourceType", ""))
     out = _Rows()
-    for param in params:
+    for param in reg.indexed(rtype):
         values = param.extract(resource)
         if values:
             _EMITTERS[param.type](param.code, _unwrap(values), out)
+    composite: list[CompositeRow] = []
+    memo: Memo = {}
+    for param in reg.composites(rtype):
+        composite.extend(composite_rows(resource, param, reg, _PART_MAKERS, param.code, memo))
+        if any(reg.type_of(c.definition) == "quantity" for c in param.components):
+            composite.extend(composite_rows(resource, param, reg, _UCUM_PART_MAKERS,
+                                            param.code + CANONICAL, memo))
+    texts = reg.for_type(rtype)
+    text = [TextRow("_content", words(_strings_of(resource)))] if "_content" in texts else []
+    if "_text" in texts:
+        narrative = resource.get("text")
+        div = narrative.get("div") if isinstance(narrative, dict) else None
+        if isinstance(div, str) and div:
+            text.append(TextRow("_text", words([_markup_text(div)])))
     # Rows are gathered as tuples, whose hashing is cheap, and made into rows once unique.
     return IndexRows(
         token=[TokenRow(*t) for t in dict.fromkeys(out.token)],
@@ -87,7 +110,111 @@ def index_resource(resource: Json, *, using: Registry | None = None) -> IndexRow
         number=[NumberRow(*t) for t in dict.fromkeys(out.number)],
         quantity=[QuantityRow(*t) for t in dict.fromkeys(out.quantity)],
         uri=[UriRow(*t) for t in dict.fromkeys(out.uri)],
+        composite=composite,
+        text=[t for t in text if t.words],
     )
+
+
+# -- _text and _content ------------------------------------------------------------------------
+
+_TAG = re.compile(r"<[^>]*>")
+# Values that are identifiers of things rather than text a person would search for.
+_NOT_TEXT = frozenset({"reference", "system", "url", "fullUrl", "id", "div", "data",
+                       "resourceType"})
+
+
+def _markup_text(div: str) -> str:
+    return html.unescape(_TAG.sub(" ", div))
+
+
+def _strings_of(resource: Json) -> Iterator[str]:
+    """Every string of ``resource`` a person might search for (``_content``): its values but
+    references, systems, URLs, ids and binary data; the narrative as text."""
+    stack: list[Any] = [resource]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _NOT_TEXT:
+                    if key == "div" and isinstance(value, str):
+                        yield _markup_text(value)
+                elif isinstance(value, str):
+                    yield value
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            for item in node:
+                if isinstance(item, str):
+                    yield item
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+
+
+# -- composite parts ----------------------------------------------------------------------------
+
+
+def _token_parts(code: str, values: list[Typed]) -> list[Part]:
+    rows = _Rows()
+    _tokens(code, _unwrap(values), rows)
+    return [(s, c, None, None, None, None) for _p, s, c, _t in rows.token
+            if c is not None or s is not None]
+
+
+def _reference_parts(code: str, values: list[Typed]) -> list[Part]:
+    rows = _Rows()
+    _references(code, _unwrap(values), rows)
+    return [(t, i, None, None, None, None) for _p, t, i, _u in rows.reference if i is not None]
+
+
+def _string_parts(code: str, values: list[Typed]) -> list[Part]:
+    rows = _Rows()
+    _strings(code, _unwrap(values), rows)
+    return [(None, norm, None, None, None, None) for _p, norm, _e in rows.string]
+
+
+def _uri_parts(code: str, values: list[Typed]) -> list[Part]:
+    rows = _Rows()
+    _uris(code, _unwrap(values), rows)
+    return [(None, v, None, None, None, None) for _p, v in rows.uri]
+
+
+def _date_parts(code: str, values: list[Typed]) -> list[Part]:
+    rows = _Rows()
+    _dates(code, _unwrap(values), rows)
+    return [(None, None, None, None, lo, hi) for _p, lo, hi in rows.date]
+
+
+def _number_parts(code: str, values: list[Typed]) -> list[Part]:
+    rows = _Rows()
+    _numbers(code, _unwrap(values), rows)
+    return [(None, None, lo, hi, None, None) for _p, lo, hi in rows.number]
+
+
+def _quantity_parts(code: str, values: list[Typed]) -> list[Part]:
+    rows = _Rows()
+    _quantities(code, _unwrap(values), rows)
+    return [(system, unit_code, lo, hi, None, None)
+            for p, lo, hi, system, unit_code, _u in rows.quantity if p == code]
+
+
+def _canonical_parts(code: str, values: list[Typed]) -> list[Part]:
+    rows = _Rows()
+    _quantities(code, _unwrap(values), rows)
+    found = (canonical_part(system, unit_code, lo, hi)
+             for p, lo, hi, system, unit_code, _u in rows.quantity if p == code)
+    return [part for part in found if part is not None]
+
+
+_PART_MAKERS: dict[str, PartMaker] = {
+    "token": _token_parts,
+    "reference": _reference_parts,
+    "string": _string_parts,
+    "uri": _uri_parts,
+    "date": _date_parts,
+    "number": _number_parts,
+    "quantity": _quantity_parts,
+}
+_UCUM_PART_MAKERS: dict[str, PartMaker] = {**_PART_MAKERS, "quantity": _canonical_parts}
 
 
 _Token = tuple[str, str | None, str | None, str | None]
@@ -321,10 +448,15 @@ def _quantities(code: str, values: Iterable[Typed], rows: _Rows) -> None:
                 (code, span[0], span[1], ISO_4217, _str(value.get("currency")), None)
             )
         elif type_code in QUANTITY_TYPES or type_code in ("Range", ""):
-            rows.quantity.append((
-                code, span[0], span[1], _str(unit_of.get("system")), _str(unit_of.get("code")),
-                _str(unit_of.get("unit")),
-            ))
+            system, unit_code = _str(unit_of.get("system")), _str(unit_of.get("code"))
+            rows.quantity.append((code, span[0], span[1], system, unit_code,
+                                  _str(unit_of.get("unit"))))
+            found = canonical(unit_code) if system == UCUM and unit_code else None
+            if found is not None:
+                # Beside it, the value in canonical units, under its own parameter name so
+                # that only unit-aware comparisons see it (fhirhub.store.search_sql).
+                rows.quantity.append((code + CANONICAL, found.convert(span[0]),
+                                      found.convert(span[1]), UCUM, found.unit, None))
 
 
 # -- uri ------------------------------------------------------------------------------------
@@ -348,4 +480,4 @@ _EMITTERS: dict[str, Callable[[str, Iterable[Typed], _Rows], None]] = {
     "uri": _uris,
 }
 
-__all__ = ["IDENTIFIER", "ISO_4217", "OF_TYPE", "index_resource"]
+__all__ = ["CANONICAL", "IDENTIFIER", "ISO_4217", "OF_TYPE", "index_resource"]

@@ -34,6 +34,7 @@ from fhirhub.search import _parse_values as pv
 from fhirhub.search._render import canonical_params
 from fhirhub.search.registry import Registry, SearchParamDef, registry
 from fhirhub.search.types import (
+    CompositeValue,
     Include,
     ParamType,
     Predicate,
@@ -147,6 +148,13 @@ def _one(state: _State, name: str, value: str) -> None:
         state.sort = _sort(state, value)
     elif base in ("_include", "_revinclude"):
         state.includes.append(_include(state, name, value))
+    elif base == "_list":
+        if name != base:
+            raise _UnknownName(f"The modifier '{name[len(base):]}' is not supported on _list")
+        ids = tuple(pv.unescape(v) for v in pv.split(value, ","))
+        if not all(pv.is_id(i) for i in ids):
+            raise pv.BadValue("_list takes the ids of List resources")
+        state.predicates.append(Predicate("_list", "special", None, ids))
     else:
         state.predicates.append(_criterion(state.reg, state.query_types, name, value))
 
@@ -168,7 +176,7 @@ def _criterion(reg: Registry, types: tuple[str, ...], name: str, value: str) -> 
     param = _lookup(reg, types, code)
     if dot:
         return _chain(reg, types, param, modifier or None, rest, value)
-    return _simple(param, modifier or None, value, _targets(reg, types, code))
+    return _simple(reg, param, modifier or None, value, _targets(reg, types, code))
 
 
 def _lookup(reg: Registry, types: tuple[str, ...], code: str) -> SearchParamDef:
@@ -197,7 +205,8 @@ def _targets(reg: Registry, types: tuple[str, ...], code: str) -> tuple[str, ...
 
 
 def _simple(
-    param: SearchParamDef, modifier: str | None, value: str, targets: tuple[str, ...]
+    reg: Registry, param: SearchParamDef, modifier: str | None, value: str,
+    targets: tuple[str, ...],
 ) -> Predicate:
     kind = param.type
     allowed = _ID_MODIFIERS if param.code == "_id" else _MODIFIERS[kind]
@@ -214,8 +223,41 @@ def _simple(
         if value not in ("true", "false"):
             raise pv.BadValue(":missing is true or false")
         return Predicate(param.code, kind, modifier, (), missing=value == "true")
+    if kind == "composite":
+        return Predicate(param.code, kind, modifier,
+                         tuple(_composite(reg, param, v) for v in pv.split(value, ",")))
     parsed = tuple(_value(param, kind, modifier, target, targets, v) for v in pv.split(value, ","))
     return Predicate(param.code, kind, modifier, parsed)
+
+
+def _composite(reg: Registry, param: SearchParamDef, text: str) -> CompositeValue:
+    """``code$value``: each part parsed by the type of its component (#composite)."""
+    if text == "":
+        raise pv.BadValue("one of the comma-separated values is empty")
+    parts = pv.split(pv.composite(text, len(param.components)), "$")
+    types: list[ParamType] = []
+    parsed: list[TokenValue | RangeValue | ReferenceValue | str] = []
+    for component, part in zip(param.components, parts, strict=True):
+        kind = reg.type_of(component.definition)
+        if kind is None or kind in ("composite", "special"):
+            raise _UnknownName(f"The composite parameter '{param.code}' has a component "
+                               f"({component.definition}) this server cannot search by")
+        if part == "":
+            raise pv.BadValue("a part of a composite value is empty")
+        types.append(kind)
+        if kind == "token":
+            parsed.append(pv.token(part))
+        elif kind == "reference":
+            parsed.append(pv.reference(part, None, ()))
+        elif kind == "date":
+            parsed.append(pv.date(part))
+        elif kind == "number":
+            parsed.append(pv.number(part))
+        elif kind == "quantity":
+            parsed.append(pv.quantity(part))
+        else:
+            parsed.append(pv.unescape(part))
+    return CompositeValue(text, tuple(parsed), tuple(types))
 
 
 def _value(
@@ -244,9 +286,7 @@ def _value(
         return pv.date(text)
     if kind == "number":
         return pv.number(text)
-    if kind == "quantity":
-        return pv.quantity(text)
-    return pv.composite(text, len(param.components))
+    return pv.quantity(text)
 
 
 def _chain(
@@ -309,9 +349,10 @@ def _sort(state: _State, value: str) -> tuple[SortKey, ...]:
         if not code:
             raise pv.BadValue("an empty sort key")
         param = _lookup(state.reg, state.query_types, code)
-        if param.type in ("composite", "special"):
+        if param.type in ("composite", "special") and code not in ("_id", "_lastUpdated"):
             raise pv.BadValue(f"'{code}' is a {param.type} parameter; it cannot sort")
-        keys.append(SortKey(code, descending=item.strip().startswith("-")))
+        keys.append(SortKey(code, descending=item.strip().startswith("-"),
+                            type="" if code in ("_id", "_lastUpdated") else param.type))
     return tuple(keys)
 
 

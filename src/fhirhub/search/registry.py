@@ -232,6 +232,8 @@ class Registry:
             self._by_base.setdefault(base, []).append(raw)
         self._types: dict[str, dict[str, SearchParamDef]] = {}
         self._indexed: dict[str, tuple[SearchParamDef, ...]] = {}
+        self._by_url: dict[str, ParamType] | None = None
+        self._composites: dict[str, tuple[SearchParamDef, ...]] = {}
 
     def with_custom(self, resources: Iterable[Json]) -> Registry:
         """A registry with ``resources`` (SearchParameter JSON) added; fails on a bad one.
@@ -268,6 +270,12 @@ class Registry:
     def get(self, resource_type: str, code: str) -> SearchParamDef | None:
         return self.for_type(resource_type).get(code)
 
+    def type_of(self, url: str) -> ParamType | None:
+        """The type of the parameter defined at ``url`` (a composite's component)."""
+        if self._by_url is None:
+            self._by_url = {raw.url: raw.type for raw in self._raw.values() if raw.url}
+        return self._by_url.get(url)
+
     @property
     def resource_types(self) -> frozenset[str]:
         """The types some parameter is defined on (excluding the abstract bases)."""
@@ -300,6 +308,15 @@ class Registry:
             components=raw.components,
             extract=Extractor(expression if extracted else None),
         )
+
+    def composites(self, resource_type: str) -> tuple[SearchParamDef, ...]:
+        """The composite parameters of ``resource_type`` (indexed by ``_composite.py``)."""
+        found = self._composites.get(resource_type)
+        if found is None:
+            found = self._composites[resource_type] = tuple(
+                p for p in self.for_type(resource_type).values()
+                if p.type == "composite" and p.expression and p.components)
+        return found
 
     def indexed(self, resource_type: str) -> tuple[SearchParamDef, ...]:
         """The parameters that give index rows: all but composites, specials, and ``_id`` and

@@ -77,7 +77,42 @@ class UriRow:
     value: str
 
 
-IndexRow = TokenRow | StringRow | ReferenceRow | DateRow | NumberRow | QuantityRow | UriRow
+@dataclass(frozen=True, slots=True)
+class CompositeRow:
+    """One value of one component of a composite parameter.
+
+    ``combo`` numbers the element the composite's expression selects (an Observation, or one
+    of its components); ``pos`` is the component's position (0-based). A composite value
+    matches when, for one ``combo``, every position has a row matching its part. By the
+    component's type: token ``system``/``code``; reference ``system`` = type, ``code`` = id;
+    string ``code`` = normalised text; uri ``code``; number and quantity ``lo``/``hi`` (and
+    quantity unit ``system``/``code``, in canonical UCUM units where convertible); date
+    ``dlo``/``dhi``.
+    """
+
+    param: str
+    combo: int
+    pos: int
+    system: str | None = None
+    code: str | None = None
+    lo: Decimal | None = None
+    hi: Decimal | None = None
+    dlo: str | None = None
+    dhi: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextRow:
+    """The words of a resource for ``_text`` (its narrative) or ``_content`` (all its text):
+    normalised, distinct, each followed by a space and the whole led by one (`` a b ``), so a
+    word prefix is found with ``LIKE '% prefix%'``."""
+
+    param: str
+    words: str
+
+
+IndexRow = (TokenRow | StringRow | ReferenceRow | DateRow | NumberRow | QuantityRow | UriRow
+            | CompositeRow | TextRow)
 
 
 @dataclass
@@ -91,6 +126,8 @@ class IndexRows:
     number: list[NumberRow] = field(default_factory=list)
     quantity: list[QuantityRow] = field(default_factory=list)
     uri: list[UriRow] = field(default_factory=list)
+    composite: list[CompositeRow] = field(default_factory=list)
+    text: list[TextRow] = field(default_factory=list)
 
 
 # -- query tree ------------------------------------------------------------------------------
@@ -113,6 +150,8 @@ class RangeValue:
     hi: str | Decimal
     system: str | None = None  # quantities only
     code: str | None = None  # quantities only
+    written: str | None = None  # the number or date as given, when [lo, hi] is not its own
+    # precision range (``ap`` widens it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +162,25 @@ class ReferenceValue:
 
 
 @dataclass(frozen=True, slots=True)
+class CompositeValue:
+    """A composite value: ``text`` as written, ``parts`` parsed by each component's type."""
+
+    text: str
+    parts: tuple[TokenValue | RangeValue | ReferenceValue | str, ...]
+    types: tuple[ParamType, ...]
+
+
+Value = TokenValue | RangeValue | ReferenceValue | CompositeValue | str
+
+
+@dataclass(frozen=True, slots=True)
 class Predicate:
     """One parameter with its OR-ed values: ``code=a,b`` is one predicate with two values."""
 
     param: str  # the search parameter code ("identifier", "_id", "_lastUpdated")
     type: ParamType
     modifier: str | None
-    values: tuple[TokenValue | RangeValue | ReferenceValue | str, ...]
+    values: tuple[Value, ...]
     # Chaining: ``subject:Patient.name=x`` is a predicate on ``subject`` whose target must
     # match ``chain`` (a query on the target type).
     chain: SearchQuery | None = None
@@ -137,12 +188,17 @@ class Predicate:
     # referring type and ``param`` is the reference parameter on it.
     has: SearchQuery | None = None
     missing: bool | None = None  # :missing=true / false
+    # :in / :not-in / :above / :below on a token: the (system, code) pairs the value set or
+    # the code system's hierarchy stands for, filled in by the engine before the store runs
+    # the query (None: not yet expanded).
+    expansion: tuple[TokenValue, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SortKey:
     param: str
     descending: bool = False
+    type: ParamType | Literal[""] = ""  # the parameter's type ("" for _id / _lastUpdated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +225,8 @@ class SearchQuery:
 
 
 __all__ = [
+    "CompositeRow",
+    "CompositeValue",
     "DateRow",
     "Include",
     "IndexRow",
@@ -184,7 +242,9 @@ __all__ = [
     "SearchQuery",
     "SortKey",
     "StringRow",
+    "TextRow",
     "TokenRow",
     "TokenValue",
     "UriRow",
+    "Value",
 ]

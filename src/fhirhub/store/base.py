@@ -49,6 +49,7 @@ class SearchPage:
     included: list[StoredVersion]
     total: int | None
     next_cursor: str | None
+    previous_cursor: str | None = None  # set when there are matches before this page
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,13 @@ class Reader(abc.ABC):
     ) -> HistoryPage:
         """Versions newest first: of one resource, one type (resource_type only) or all."""
 
+    @abc.abstractmethod
+    def current_page(self, after: tuple[str, str] | None = None, *,
+                     types: Sequence[str] = (), count: int = 200) -> list[StoredVersion]:
+        """Up to ``count`` current, non-deleted versions in (resource type, id) order:
+        those after the position ``after`` (a (type, id), itself excluded), of ``types``
+        only when given. Walks every resource page by page while writes go on (reindex)."""
+
 
 class Transaction(Reader):
     """A unit of work: reads see its own writes; everything commits or nothing does."""
@@ -107,6 +115,22 @@ class Transaction(Reader):
     @abc.abstractmethod
     def remember(self, response: RememberedResponse) -> None:
         """Remember a response for an idempotent retry (replacing an expired one)."""
+
+    @abc.abstractmethod
+    def replace_index(self, resource_type: str, resource_id: str, version_id: int,
+                      index: IndexRows) -> bool:
+        """Replace the search index of a resource whose current version is still
+        ``version_id`` (and not a deletion), and keep any other write to it waiting until
+        this transaction ends. False, changing nothing, when the resource has moved on or
+        gone: its own write indexed it, and the caller may index the new current version."""
+
+    @abc.abstractmethod
+    def read_meta(self, name: str) -> str | None:
+        """A value the server keeps about itself (e.g. a reindex checkpoint), or None."""
+
+    @abc.abstractmethod
+    def write_meta(self, name: str, value: str | None) -> None:
+        """Set the value ``name`` (None removes it)."""
 
 
 class Store(Reader):

@@ -46,7 +46,7 @@ class PostgresStore(Store):
     backend = "postgresql"
 
     def __init__(self, url: str, *, pool_size: int = 16) -> None:
-        self._compiler = SearchCompiler()
+        self._compiler = SearchCompiler("postgresql")
         try:
             self._pool = ConnectionPool(
                 url, min_size=1, max_size=pool_size, open=True, timeout=30,
@@ -92,6 +92,10 @@ class PostgresStore(Store):
             return s.vread(resource_type, resource_id, version_id)
 
     def search(self, query: SearchQuery) -> SearchPage:
+        if not query.includes and query.total == "none":
+            # One statement: its own consistent snapshot, without BEGIN and COMMIT.
+            with self._session() as s:
+                return s.search(query)
         with self._session(snapshot=True) as s:
             s.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             return s.search(query)
@@ -100,6 +104,11 @@ class PostgresStore(Store):
         with self._session(snapshot=True) as s:
             s.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             return s.history(resource_type, resource_id, **kw)
+
+    def current_page(self, after: tuple[str, str] | None = None, *,
+                     types: Sequence[str] = (), count: int = 200) -> list[StoredVersion]:
+        with self._session() as s:
+            return s.current_page(after, types=types, count=count)
 
     @contextmanager
     def transaction(self, lock_keys: Sequence[str] = ()) -> Iterator[Transaction]:

@@ -36,6 +36,8 @@ INDEX_TABLES: dict[str, tuple[str, ...]] = {
     "idx_number": ("param", "lo", "hi"),
     "idx_quantity": ("param", "lo", "hi", "system", "code", "unit"),
     "idx_uri": ("param", "value"),
+    "idx_composite": ("param", "combo", "pos", "system", "code", "lo", "hi", "dlo", "dhi"),
+    "idx_text": ("param", "words"),
 }
 
 
@@ -50,6 +52,10 @@ def ddl(d: Dialect) -> list[str]:
             deleted SMALLINT NOT NULL, body {d.blob},
             PRIMARY KEY (res_type, res_id))""",
         "CREATE INDEX IF NOT EXISTS resources_updated ON resources (res_type, last_updated, res_id)",
+        # Live resources of a type, in id order: counts (_total) and unfiltered pages read
+        # this index alone.
+        "CREATE INDEX IF NOT EXISTS resources_live ON resources (res_type, res_id)"
+        " WHERE deleted = 0",
         f"""CREATE TABLE IF NOT EXISTS history (
             seq {d.serial_pk}, {key}, version_id INTEGER NOT NULL, last_updated TEXT NOT NULL,
             method TEXT NOT NULL, deleted SMALLINT NOT NULL, body {d.blob},
@@ -58,7 +64,11 @@ def ddl(d: Dialect) -> list[str]:
         "CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated)",
         f"""CREATE TABLE IF NOT EXISTS idx_token ({key}, param TEXT NOT NULL,
             system TEXT, code TEXT, text TEXT)""",
-        "CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (param, code, system, res_type)",
+        # By value, then the resource: a list of matches, and a one-seek check of one
+        # resource (search_sql's correlated EXISTS for system|code).
+        "DROP INDEX IF EXISTS idx_token_code",
+        "CREATE INDEX IF NOT EXISTS idx_token_value"
+        " ON idx_token (param, code, system, res_type, res_id)",
         "CREATE INDEX IF NOT EXISTS idx_token_res ON idx_token (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idx_string ({key}, param TEXT NOT NULL,
             norm TEXT NOT NULL, exact TEXT NOT NULL)""",
@@ -66,9 +76,15 @@ def ddl(d: Dialect) -> list[str]:
         "CREATE INDEX IF NOT EXISTS idx_string_res ON idx_string (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idx_reference ({key}, param TEXT NOT NULL,
             ref_type TEXT, ref_id TEXT, url TEXT)""",
-        "CREATE INDEX IF NOT EXISTS idx_reference_target"
-        " ON idx_reference (ref_id, ref_type, param, res_type)",
+        # By target: the id first (the most selective), then the parameter and the type of
+        # the referring resource, which every reference search gives; the target's type,
+        # which a bare id does not give, last.
+        "DROP INDEX IF EXISTS idx_reference_target",
+        "CREATE INDEX IF NOT EXISTS idx_reference_ref"
+        " ON idx_reference (ref_id, param, res_type, ref_type)",
         "CREATE INDEX IF NOT EXISTS idx_reference_res ON idx_reference (res_type, res_id)",
+        "CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (url, param, res_type)"
+        " WHERE url IS NOT NULL",
         f"""CREATE TABLE IF NOT EXISTS idx_date ({key}, param TEXT NOT NULL,
             lo TEXT NOT NULL, hi TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS idx_date_lo ON idx_date (param, lo, res_type)",
@@ -86,6 +102,15 @@ def ddl(d: Dialect) -> list[str]:
             value TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (param, value, res_type)",
         "CREATE INDEX IF NOT EXISTS idx_uri_res ON idx_uri (res_type, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS idx_composite ({key}, param TEXT NOT NULL,
+            combo INTEGER NOT NULL, pos SMALLINT NOT NULL, system TEXT, code TEXT,
+            lo {d.real}, hi {d.real}, dlo TEXT, dhi TEXT)""",
+        "CREATE INDEX IF NOT EXISTS idx_composite_code"
+        " ON idx_composite (param, pos, code, res_type)",
+        "CREATE INDEX IF NOT EXISTS idx_composite_res ON idx_composite (res_type, res_id)",
+        f"""CREATE TABLE IF NOT EXISTS idx_text ({key}, param TEXT NOT NULL,
+            words TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS idx_text_res ON idx_text (res_type, res_id)",
         f"""CREATE TABLE IF NOT EXISTS idempotency (
             request_id TEXT PRIMARY KEY, body_digest TEXT NOT NULL, status INTEGER NOT NULL,
             headers TEXT NOT NULL, body {d.blob} NOT NULL, created TEXT NOT NULL)""",

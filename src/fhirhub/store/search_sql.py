@@ -1,9 +1,18 @@
 """Compile the neutral :class:`SearchQuery` tree to SQL (``?`` placeholders).
 
 The SQL is the same for SQLite and PostgreSQL: row-value ``IN`` subqueries against the
-``idx_*`` tables, keyset paging on the sort keys plus ``(res_type, res_id)``. Chains and
-``_has`` compile to nested subqueries, so any depth works and every filter, including the
-caller's access restrictions added later, is applied in the database before paging.
+``idx_*`` tables, keyset paging on the sort keys plus the resource id. Chains and ``_has``
+compile to nested subqueries, so any depth works and every filter, including the caller's
+access restrictions added later, is applied in the database before paging.
+
+Sorting (https://hl7.org/fhir/R4/search.html#sort): a resource's value for a parameter is
+the least of its index values ascending and the greatest descending (a date's start, or
+its end); resources without one come last either way. Ties are broken by type and id, in
+the direction of the first key, so that the order is total and an index on
+``(res_type, last_updated, res_id)`` serves ``_sort=-_lastUpdated`` in both directions.
+Paging is by keyset: a cursor holds the sort values of the row it continues from, and the
+next page is the rows strictly after it (``previous``: strictly before it, read backwards),
+so pages stay stable while data changes and a deep page costs what the first one does.
 """
 
 from __future__ import annotations
@@ -15,8 +24,11 @@ from typing import Any
 
 from fhirhub.errors import InvalidError
 from fhirhub.fhir.definitions import compartment_params
-from fhirhub.search.text import normalize
+from fhirhub.search._ucum import UCUM, Canonical, canonical
+from fhirhub.search.index import CANONICAL
+from fhirhub.search.text import normalize, text_terms
 from fhirhub.search.types import (
+    CompositeValue,
     Include,
     Predicate,
     RangeValue,
@@ -27,19 +39,26 @@ from fhirhub.search.types import (
 )
 
 _ROW = "r.res_type, r.res_id, r.version_id, r.last_updated, r.deleted, r.body"
+_FIXED_COLUMNS = 6
 _HIGH = "\U0010ffff"
+_LOW = ""
+_NUM_HIGH = 1e308
+_NUM_LOW = -1e308
+Params = list[Any]
 
 
 @dataclass
 class Compiled:
     sql: str
-    params: list[Any]
+    params: Params
     cursor_values: Callable[[Sequence[Any]], list[Any]]
+    backward: bool = False  # rows come in reverse order (a ``previous`` page)
 
 
 @dataclass(frozen=True)
 class _Sort:
     expr: str  # SQL expression over alias r
+    params: tuple[Any, ...]  # the placeholders' values in ``expr``
     descending: bool
     column: int  # index in the selected row
 
@@ -47,95 +66,150 @@ class _Sort:
 class SearchCompiler:
     """Builds SQL for searches; one per store (it holds no per-query state)."""
 
+    def __init__(self, dialect: str = "sqlite") -> None:
+        self.dialect = dialect
+
     def compile(self, query: SearchQuery) -> Compiled:
+        from fhirhub.store.session import decode_cursor  # the session owns the cursor format
+
         where, params = self._where(query, "r")
-        sorts = self._sorts(query.sort)
-        # Fixed columns are selected already; only parameter sorts need extra columns.
-        extra = "".join(f", {s.expr}" for s in sorts if s.column >= 6)
+        sorts = self._sorts(query)
+        backward = False
         if query.cursor:
-            cond, cparams = self._keyset(sorts, query.cursor)
+            try:
+                values, backward = decode_cursor(query.cursor)
+            except ValueError:
+                raise InvalidError("The paging cursor is not one this server issued",
+                                   spine_code="INVALID_VALUE") from None
+            if len(values) != len(sorts):
+                raise InvalidError("The paging cursor does not belong to this search",
+                                   spine_code="INVALID_VALUE")
+            cond, cparams = _keyset(sorts, values, backward)
             where.append(cond)
             params.extend(cparams)
-        order = ", ".join(f"{s.expr} {'DESC' if s.descending else 'ASC'}" for s in sorts)
-        sql = (
-            f"SELECT {_ROW}{extra} FROM resources r WHERE {' AND '.join(where)}"
-            f" ORDER BY {order} LIMIT ?"
-        )
-        params.append(query.count + 1)
+        extra = [s for s in sorts if s.column >= _FIXED_COLUMNS]
+        select = "".join(f", {s.expr}" for s in extra)
+        select_params = [p for s in extra for p in s.params]
+        order = ", ".join(
+            f"{s.column + 1} {'DESC' if s.descending != backward else 'ASC'}" for s in sorts)
+        sql = (f"SELECT {_ROW}{select} FROM resources r WHERE {' AND '.join(where)}"
+               f" ORDER BY {order} LIMIT ?")
 
         def cursor_values(row: Sequence[Any]) -> list[Any]:
             return [row[s.column] for s in sorts]
 
-        return Compiled(sql, params, cursor_values)
+        return Compiled(sql, [*select_params, *params, query.count + 1], cursor_values,
+                        backward)
 
-    def count(self, query: SearchQuery) -> tuple[str, list[Any]]:
+    def count(self, query: SearchQuery, *, limit: int | None = None) -> tuple[str, Params]:
+        """``SELECT COUNT(*)`` of the matches; with ``limit``, counting stops there."""
+        sql, params = self.matching(query)
+        if limit is None:
+            return f"SELECT COUNT(*) FROM ({sql}) m", params
+        return f"SELECT COUNT(*) FROM ({sql} LIMIT ?) m", [*params, limit]
+
+    def matching(self, query: SearchQuery) -> tuple[str, Params]:
+        """A query giving one row per match, in no order (what counts and estimates read)."""
         where, params = self._where(query, "r")
-        return f"SELECT COUNT(*) FROM resources r WHERE {' AND '.join(where)}", params
+        return f"SELECT 1 FROM resources r WHERE {' AND '.join(where)}", params
 
-    def include(
-        self, include: Include, frontier: Sequence[tuple[str, str]]
-    ) -> tuple[str, list[Any]]:
-        keys = ", ".join("(?, ?)" for _ in frontier)
-        flat = [v for pair in frontier for v in pair]
-        params: list[Any] = []
+    def include(self, include: Include,
+                frontier: Sequence[tuple[str, str]]) -> tuple[str, Params]:
+        """The resources ``include`` adds for the resources ``frontier``: those their
+        references point to (``_include``) or those pointing at them (``_revinclude``).
+        Literal references match by type and id; canonical ones by the target's ``url``.
+        Joins from the frontier's own index rows, so the cost follows the page, not the
+        table (CROSS JOIN keeps SQLite to that order; PostgreSQL plans it as an ordinary
+        join). The result may repeat a resource; the caller keeps the first."""
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in frontier:
+            # _revinclude=Observation:subject:Group: only references to Groups count.
+            if not (include.reverse and include.target_type and rtype != include.target_type):
+                by_type.setdefault(rtype, []).append(rid)
+        cond: list[str] = []
+        cparams: Params = []
+        if include.source_type != "*":
+            cond.append("x.res_type = ?")
+            cparams.append(include.source_type)
+        if include.param != "*":
+            cond.append("x.param = ?")
+            cparams.append(include.param)
+        extra = "".join(f" AND {c}" for c in cond)
+        row = _ROW
         if include.reverse:
-            cond = ["x.ref_type IS NOT NULL", f"(x.ref_type, x.ref_id) IN (VALUES {keys})"]
-            params.extend(flat)
-            if include.source_type != "*":
-                cond.append("x.res_type = ?")
-                params.append(include.source_type)
-            if include.param != "*":
-                cond.append("x.param = ?")
-                params.append(include.param)
-            inner = f"SELECT x.res_type, x.res_id FROM idx_reference x WHERE {' AND '.join(cond)}"
+            # Literal: x points at a frontier resource; canonical: x's url is a frontier
+            # resource's url.
+            at, at_params = _frontier("x.ref_type", "x.ref_id", by_type)
+            of, of_params = _frontier("u.res_type", "u.res_id", by_type)
+            literal = (f"SELECT {row} FROM idx_reference x CROSS JOIN resources r"
+                       " WHERE r.res_type = x.res_type AND r.res_id = x.res_id"
+                       f" AND {at}{extra} AND r.deleted = 0")
+            canonical = (f"SELECT {row} FROM idx_uri u CROSS JOIN idx_reference x"
+                         " CROSS JOIN resources r WHERE x.url = u.value"
+                         " AND r.res_type = x.res_type AND r.res_id = x.res_id"
+                         f" AND u.param = 'url' AND {of}{extra} AND r.deleted = 0")
+            params = [*at_params, *cparams, *of_params, *cparams]
         else:
-            cond = [f"(x.res_type, x.res_id) IN (VALUES {keys})", "x.ref_type IS NOT NULL"]
-            params.extend(flat)
-            if include.source_type != "*":
-                cond.append("x.res_type = ?")
-                params.append(include.source_type)
-            if include.param != "*":
-                cond.append("x.param = ?")
-                params.append(include.param)
+            at, at_params = _frontier("x.res_type", "x.res_id", by_type)
+            target = ""
+            tparams: Params = []
             if include.target_type:
-                cond.append("x.ref_type = ?")
-                params.append(include.target_type)
-            inner = f"SELECT x.ref_type, x.ref_id FROM idx_reference x WHERE {' AND '.join(cond)}"
-        sql = (
-            f"SELECT {_ROW} FROM resources r WHERE r.deleted = 0"
-            f" AND (r.res_type, r.res_id) IN ({inner}) ORDER BY r.res_type, r.res_id"
-        )
-        return sql, params
+                target = " AND r.res_type = ?"
+                tparams = [include.target_type]
+            literal = (f"SELECT {row} FROM idx_reference x CROSS JOIN resources r"
+                       " WHERE r.res_type = x.ref_type AND r.res_id = x.ref_id"
+                       f" AND {at}{extra}{target} AND r.deleted = 0")
+            canonical = (f"SELECT {row} FROM idx_reference x CROSS JOIN idx_uri u"
+                         " CROSS JOIN resources r WHERE u.param = 'url' AND u.value = x.url"
+                         " AND r.res_type = u.res_type AND r.res_id = u.res_id"
+                         f" AND {at}{extra} AND x.ref_type IS NULL AND x.url IS NOT NULL"
+                         f"{target} AND r.deleted = 0")
+            params = [*at_params, *cparams, *tparams, *at_params, *cparams, *tparams]
+        return f"{literal} UNION ALL {canonical}", params
 
     # -- WHERE ------------------------------------------------------------------------------
 
-    def _where(self, query: SearchQuery, alias: str) -> tuple[list[str], list[Any]]:
+    def _where(self, query: SearchQuery, alias: str) -> tuple[list[str], Params]:
         where = [f"{alias}.deleted = 0"]
-        params: list[Any] = []
-        if query.resource_types:
-            marks = ", ".join("?" for _ in query.resource_types)
-            where.append(f"{alias}.res_type IN ({marks})")
+        params: Params = []
+        if len(query.resource_types) == 1:
+            where.append(f"{alias}.res_type = ?")
+            params.append(query.resource_types[0])
+        elif query.resource_types:
+            where.append(f"{alias}.res_type IN ({_marks(query.resource_types)})")
             params.extend(query.resource_types)
         if query.compartment is not None:
             sql, p = _compartment(query, alias)
             where.append(sql)
             params.extend(p)
-        for predicate in query.predicates:
-            sql, p = self._predicate(predicate, alias, query.resource_types)
+        # The most selective predicate is a list the database builds once (IN); the others
+        # are checked row by row against the resources it gives (EXISTS, through each
+        # table's (res_type, res_id) index), so a broad one (date=ge2015, code=<common
+        # LOINC code>) is never built in full. PostgreSQL plans both forms as semi-joins
+        # and chooses its own order; SQLite follows this one.
+        ordered = sorted(query.predicates, key=_rank)
+        for n, predicate in enumerate(ordered):
+            sql, p = self._predicate(predicate, alias, query.resource_types,
+                                     correlated=n > 0)
             where.append(sql)
             params.extend(p)
         return where, params
 
-    def _predicate(self, pred: Predicate, alias: str,
-                   types: tuple[str, ...]) -> tuple[str, list[Any]]:
+    def _predicate(self, pred: Predicate, alias: str, types: tuple[str, ...],
+                   correlated: bool = False) -> tuple[str, Params]:
         key = f"({alias}.res_type, {alias}.res_id)"
+        tie = f"x.res_type = {alias}.res_type AND x.res_id = {alias}.res_id"
         if pred.param == "_id":
-            return self._ids(pred, alias)
+            return _ids(pred, alias)
         if pred.param == "_lastUpdated":
-            return self._last_updated(pred, alias)
+            return _last_updated(pred, alias)
+        if pred.param == "_list":
+            return _list(pred, key)
         if pred.has is not None:
             return self._has(pred, key)
         table = _TABLE_BY_TYPE.get(pred.type)
+        if pred.param in ("_text", "_content"):
+            table = "idx_text"
         if table is None:
             raise InvalidError(
                 f"Searching by {pred.param!r} (a {pred.type} parameter) is not supported",
@@ -143,199 +217,301 @@ class SearchCompiler:
             )
         scope, scope_params = _type_scope(types)
         if pred.missing is not None:
-            sub = f"SELECT x.res_type, x.res_id FROM {table} x WHERE x.param = ?{scope}"
-            op = "NOT IN" if pred.missing else "IN"
-            return f"{key} {op} ({sub})", [pred.param, *scope_params]
+            neg = "NOT " if pred.missing else ""
+            return (f"{neg}EXISTS (SELECT 1 FROM {self._by_resource(table)} WHERE {tie}"
+                    " AND x.param = ?)", [pred.param])
         if pred.chain is not None:
             return self._chain(pred, key)
+        if pred.type == "composite":
+            return _composite(pred, key, scope, scope_params)
+        values: Sequence[object] = pred.values
         if pred.modifier in ("of-type", "identifier"):
             # Side rows the indexer writes as tokens under "param:of-type" /
             # "param:identifier" (see fhirhub.search.index).
             table = "idx_token"
             pred = Predicate(f"{pred.param}:{pred.modifier}", "token", None, pred.values)
-        elif pred.type == "token" and pred.modifier in _UNSUPPORTED_TOKEN_MODIFIERS:
-            raise InvalidError(
-                f"The modifier :{pred.modifier} on {pred.param!r} is not supported yet",
-                issue_code="not-supported", spine_code="INVALID_PARAMETER",
-            )
-        ors: list[str] = []
-        params: list[Any] = []
-        for value in pred.values:
-            sql, p = self._value(pred, value)
-            ors.append(sql)
-            params.extend(p)
+        elif pred.type == "token" and pred.modifier in _SET_MODIFIERS:
+            if pred.expansion is None:
+                raise InvalidError(
+                    f"The modifier :{pred.modifier} on {pred.param!r} needs the codes it stands"
+                    " for, and none were found", issue_code="not-supported",
+                    spine_code="INVALID_PARAMETER")
+            values = pred.expansion
+            if not values:
+                return ("1 = 1" if pred.modifier == "not-in" else "1 = 0"), []
+        ors, params = _alternatives(pred, values)
         if not ors:
-            raise InvalidError(
-                f"The search parameter {pred.param!r} has no value",
-                spine_code="INVALID_SEARCH_DATA",
-            )
-        sub = (
-            f"SELECT x.res_type, x.res_id FROM {table} x WHERE x.param = ?{scope}"
-            f" AND ({' OR '.join(ors)})"
-        )
-        negate = pred.modifier == "not"
-        return (f"{key} {'NOT IN' if negate else 'IN'} ({sub})",
-                [pred.param, *scope_params, *params])
+            raise InvalidError(f"The search parameter {pred.param!r} has no value",
+                               spine_code="INVALID_SEARCH_DATA")
+        negate = pred.modifier in ("not", "not-in")
+        if pred.type == "quantity":
+            cond, cond_params = f"({' OR '.join(ors)})", params
+        else:
+            cond, cond_params = f"x.param = ? AND ({' OR '.join(ors)})", [pred.param, *params]
+        if correlated or negate:
+            neg = "NOT " if negate else ""
+            source = self._by_resource(table)
+            exact = [v for v in values if isinstance(v, TokenValue) and v.system and v.code]
+            if (self.dialect == "sqlite" and table == "idx_token" and len(values) == 1
+                    and exact and pred.modifier is None):
+                source = "idx_token x INDEXED BY idx_token_value"  # one seek: all five equal
+            return (f"{neg}EXISTS (SELECT 1 FROM {source} WHERE {tie} AND {cond})",
+                    cond_params)
+        sub = f"SELECT x.res_type, x.res_id FROM {table} x WHERE {cond}{scope}"
+        return f"{key} IN ({sub})", [*cond_params, *scope_params]
 
-    def _ids(self, pred: Predicate, alias: str) -> tuple[str, list[Any]]:
-        ids = [str(v) for v in pred.values]
-        if pred.missing is not None:
-            return ("1 = 0" if pred.missing else "1 = 1"), []
-        marks = ", ".join("?" for _ in ids)
-        op = "NOT IN" if pred.modifier == "not" else "IN"
-        return f"{alias}.res_id {op} ({marks})", ids
+    def _by_resource(self, table: str) -> str:
+        """``table`` as ``x``, read through its (res_type, res_id) index. SQLite is told to
+        (without statistics it prefers a value index, which for a correlated check means
+        reading every row with that value); PostgreSQL chooses by its statistics."""
+        if self.dialect == "sqlite":
+            return f"{table} x INDEXED BY {table}_res"
+        return f"{table} x"
 
-    def _last_updated(self, pred: Predicate, alias: str) -> tuple[str, list[Any]]:
-        ors: list[str] = []
-        params: list[Any] = []
-        col = f"{alias}.last_updated"
-        for value in pred.values:
-            if not isinstance(value, RangeValue):
-                raise InvalidError("_lastUpdated takes a date", spine_code="INVALID_SEARCH_DATA")
-            # Stored instants end in "Z"; bounds get it too so that text order is exact.
-            sql, p = _range(value.prefix, col, col, f"{value.lo}Z", f"{value.hi}Z")
-            ors.append(sql)
-            params.extend(p)
-        return f"({' OR '.join(ors)})", params
-
-    def _chain(self, pred: Predicate, key: str) -> tuple[str, list[Any]]:
+    def _chain(self, pred: Predicate, key: str) -> tuple[str, Params]:
         assert pred.chain is not None
         inner_where, inner_params = self._where(pred.chain, "t")
-        sub = (
-            "SELECT x.res_type, x.res_id FROM idx_reference x WHERE x.param = ?"
-            " AND (x.ref_type, x.ref_id) IN (SELECT t.res_type, t.res_id FROM resources t"
-            f" WHERE {' AND '.join(inner_where)})"
-        )
+        sub = ("SELECT x.res_type, x.res_id FROM idx_reference x WHERE x.param = ?"
+               " AND (x.ref_type, x.ref_id) IN (SELECT t.res_type, t.res_id FROM resources t"
+               f" WHERE {' AND '.join(inner_where)})")
         return f"{key} IN ({sub})", [pred.param, *inner_params]
 
-    def _has(self, pred: Predicate, key: str) -> tuple[str, list[Any]]:
+    def _has(self, pred: Predicate, key: str) -> tuple[str, Params]:
         assert pred.has is not None
         inner_where, inner_params = self._where(pred.has, "h")
-        sub = (
-            "SELECT x.ref_type, x.ref_id FROM idx_reference x WHERE x.param = ?"
-            " AND x.ref_type IS NOT NULL AND (x.res_type, x.res_id) IN"
-            f" (SELECT h.res_type, h.res_id FROM resources h WHERE {' AND '.join(inner_where)})"
-        )
+        sub = ("SELECT x.ref_type, x.ref_id FROM idx_reference x WHERE x.param = ?"
+               " AND x.ref_type IS NOT NULL AND (x.res_type, x.res_id) IN"
+               f" (SELECT h.res_type, h.res_id FROM resources h WHERE {' AND '.join(inner_where)})")
         return f"{key} IN ({sub})", [pred.param, *inner_params]
 
-    def _value(self, pred: Predicate, value: object) -> tuple[str, list[Any]]:
-        kind = pred.type
-        if kind == "token" and isinstance(value, TokenValue):
-            return _token(pred.modifier, value)
-        if kind == "string" and isinstance(value, str):
-            return _string(pred.modifier, value)
-        if kind == "reference" and isinstance(value, ReferenceValue):
-            return _reference(value)
-        if kind == "uri" and isinstance(value, str):
-            return _uri(pred.modifier, value)
-        if kind in ("date", "number", "quantity") and isinstance(value, RangeValue):
-            lo: Any = value.lo
-            hi: Any = value.hi
-            if kind != "date":
-                lo, hi = float(Decimal(lo)), float(Decimal(hi))
-            sql, params = _range(value.prefix, "x.lo", "x.hi", lo, hi)
-            if kind == "quantity" and value.code is not None:
-                if value.system:
-                    sql += " AND x.system = ? AND x.code = ?"
-                    params.extend([value.system, value.code])
-                else:
-                    sql += " AND (x.code = ? OR x.unit = ?)"
-                    params.extend([value.code, value.code])
-            return f"({sql})", params
-        raise InvalidError(
-            f"The value given for {pred.param!r} does not fit a {kind} parameter",
-            spine_code="INVALID_SEARCH_DATA",
-        )
+    # -- ORDER BY ---------------------------------------------------------------------------
 
-    # -- ORDER BY and keyset -----------------------------------------------------------------
-
-    def _sorts(self, keys: tuple[SortKey, ...]) -> list[_Sort]:
+    def _sorts(self, query: SearchQuery) -> list[_Sort]:
         sorts: list[_Sort] = []
-        column = 6  # first column after the fixed row
-        for key in keys:
+        column = _FIXED_COLUMNS
+        for key in query.sort:
             if key.param == "_id":
-                sorts.append(_Sort("r.res_id", key.descending, 1))
-                continue
-            if key.param == "_lastUpdated":
-                sorts.append(_Sort("r.last_updated", key.descending, 3))
-                continue
-            expr = _param_sort_expr(key.param, key.descending)
-            sorts.append(_Sort(expr, key.descending, column))
-            column += 1
-        # Tie-breakers make the order total, so keyset paging is stable.
-        sorts.append(_Sort("r.res_type", False, 0))
-        sorts.append(_Sort("r.res_id", False, 1))
+                sorts.append(_Sort("r.res_id", (), key.descending, 1))
+            elif key.param == "_lastUpdated":
+                sorts.append(_Sort("r.last_updated", (), key.descending, 3))
+            else:
+                expr, params = _sort_expr(key)
+                sorts.append(_Sort(expr, params, key.descending, column))
+                column += 1
+        # Tie-breakers make the order total (so keyset paging is stable); they follow the
+        # first key's direction so that one index can serve the whole order.
+        down = bool(query.sort) and query.sort[0].descending
+        if len(query.resource_types) != 1:
+            sorts.append(_Sort("r.res_type", (), down, 0))
+        if not any(s.expr == "r.res_id" for s in sorts):
+            sorts.append(_Sort("r.res_id", (), down, 1))
         return sorts
 
-    def _keyset(self, sorts: list[_Sort], cursor: str) -> tuple[str, list[Any]]:
-        # Imported here: the session module imports this one (it owns the cursor format).
-        from fhirhub.store.session import decode_cursor
 
-        try:
-            values = decode_cursor(cursor)
-        except ValueError:
-            raise InvalidError(
-                "The paging cursor is not one this server issued", spine_code="INVALID_VALUE"
-            ) from None
-        if len(values) != len(sorts):
-            raise InvalidError(
-                "The paging cursor does not belong to this search", spine_code="INVALID_VALUE"
-            )
-        ors: list[str] = []
-        params: list[Any] = []
-        for i, sort in enumerate(sorts):
-            ands = [f"{s.expr} = ?" for s in sorts[:i]]
-            params.extend(values[:i])
-            ands.append(f"{sort.expr} {'<' if sort.descending else '>'} ?")
-            params.append(values[i])
-            ors.append("(" + " AND ".join(ands) + ")")
-        return "(" + " OR ".join(ors) + ")", params
+def _alternatives(pred: Predicate, values: Sequence[object]) -> tuple[list[str], Params]:
+    """The SQL of each value of ``pred`` (OR-ed by the caller), over index rows ``x``."""
+    ors: list[str] = []
+    params: Params = []
+    for value in values:
+        if values is pred.expansion and isinstance(value, TokenValue):
+            # Elements of type code carry no system: their code is matched alone.
+            ors.append("(x.code = ? AND (x.system = ? OR x.system IS NULL))")
+            params.extend([value.code, value.system])
+            continue
+        sql, p = _value(pred, value)
+        if pred.type == "quantity":
+            # Unit-aware values are compared with the rows in canonical units, which have
+            # a parameter name of their own; each value says which rows it reads.
+            ucum = isinstance(value, RangeValue) and _canonical_unit(value) is not None
+            sql = f"(x.param = ? AND {sql})"
+            p = [pred.param + CANONICAL if ucum else pred.param, *p]
+        ors.append(sql)
+        params.extend(p)
+    return ors, params
 
 
-_UNSUPPORTED_TOKEN_MODIFIERS = frozenset({"above", "below", "in", "not-in"})
-_TABLE_BY_TYPE = {
-    "token": "idx_token",
-    "string": "idx_string",
-    "reference": "idx_reference",
-    "date": "idx_date",
-    "number": "idx_number",
-    "quantity": "idx_quantity",
-    "uri": "idx_uri",
+def _rank(pred: Predicate) -> int:
+    """How few resources a predicate is likely to leave (lower: fewer); see ``_where``."""
+    if pred.param == "_id":
+        return 0
+    if pred.missing is not None or pred.modifier in ("not", "not-in"):
+        return 9
+    if pred.chain is not None or pred.has is not None:
+        return 6
+    if pred.type == "reference" or pred.param == "_list":
+        return 1
+    if pred.type == "token":
+        exact = all(isinstance(v, TokenValue) and v.system and v.code for v in pred.values)
+        return 2 if exact and pred.modifier is None else 4
+    if pred.type in ("uri", "composite") or pred.modifier == "exact":
+        return 3
+    if pred.type == "string":
+        return 5
+    if pred.param in ("_text", "_content"):
+        return 8
+    return 7  # dates, numbers, quantities, _lastUpdated: ranges
+
+
+def _keyset(sorts: list[_Sort], values: list[Any], backward: bool) -> tuple[str, Params]:
+    """Rows strictly after (``backward``: before) the row whose sort values are ``values``."""
+    directions = {s.descending for s in sorts}
+    if len(directions) == 1:
+        # One direction: a row-value comparison, which both backends serve from an index.
+        after = ">" if directions == {False} else "<"
+        op = after if not backward else ("<" if after == ">" else ">")
+        exprs = ", ".join(s.expr for s in sorts)
+        params = [p for s in sorts for p in s.params]
+        return f"({exprs}) {op} ({_marks(sorts)})", [*params, *values]
+    ors: list[str] = []
+    out: Params = []
+    for i, sort in enumerate(sorts):
+        ands = []
+        for s, v in zip(sorts[:i], values[:i], strict=True):
+            ands.append(f"{s.expr} = ?")
+            out.extend([*s.params, v])
+        after = "<" if sort.descending else ">"
+        if backward:
+            after = ">" if after == "<" else "<"
+        ands.append(f"{sort.expr} {after} ?")
+        out.extend([*sort.params, values[i]])
+        ors.append("(" + " AND ".join(ands) + ")")
+    return "(" + " OR ".join(ors) + ")", out
+
+
+_SORT_COLUMNS: dict[str, tuple[str, str, str, bool]] = {
+    # type: (table, ascending column, descending column, numeric)
+    "string": ("idx_string", "x.norm", "x.norm", False),
+    "token": ("idx_token", "x.code", "x.code", False),
+    "date": ("idx_date", "x.lo", "x.hi", False),
+    "number": ("idx_number", "x.lo", "x.hi", True),
+    "quantity": ("idx_quantity", "x.lo", "x.hi", True),
+    "uri": ("idx_uri", "x.value", "x.value", False),
+    "reference": ("idx_reference", "COALESCE(x.url, x.ref_type || '/' || x.ref_id)",
+                  "COALESCE(x.url, x.ref_type || '/' || x.ref_id)", False),
 }
 
-def _param_sort_expr(param: str, descending: bool) -> str:
-    raise InvalidError(
-        f"Sorting by {param!r} is not supported; sort by _id or _lastUpdated",
-        issue_code="not-supported", spine_code="INVALID_PARAMETER",
-    )
+
+def _sort_expr(key: SortKey) -> tuple[str, tuple[Any, ...]]:
+    found = _SORT_COLUMNS.get(key.type)
+    if found is None:
+        raise InvalidError(f"Sorting by {key.param!r} (a {key.type or 'special'} parameter) "
+                           "is not supported", issue_code="not-supported",
+                           spine_code="INVALID_PARAMETER")
+    table, asc, desc, numeric = found
+    agg = f"MAX({desc})" if key.descending else f"MIN({asc})"
+    # Resources without a value sort last both ways: the sentinel is past every value.
+    if numeric:
+        sentinel: Any = _NUM_LOW if key.descending else _NUM_HIGH
+    else:
+        sentinel = _LOW if key.descending else _HIGH
+    expr = (f"COALESCE((SELECT {agg} FROM {table} x WHERE x.res_type = r.res_type"
+            " AND x.res_id = r.res_id AND x.param = ?), ?)")
+    return expr, (key.param, sentinel)
 
 
-def _type_scope(types: tuple[str, ...]) -> tuple[str, list[Any]]:
-    """Restrict an index subquery to the searched types (lets it use the value index)."""
-    if not types:
-        return "", []
-    return f" AND x.res_type IN ({', '.join('?' for _ in types)})", list(types)
+# -- predicates -------------------------------------------------------------------------------
 
 
-def _compartment(query: SearchQuery, alias: str) -> tuple[str, list[Any]]:
-    """Membership of a compartment, by the parameters its CompartmentDefinition names for
-    each resource type (https://hl7.org/fhir/R4/compartmentdefinition.html)."""
-    assert query.compartment is not None
-    comp_type, comp_id = query.compartment
-    members = compartment_params(comp_type)
-    types = query.resource_types or tuple(members)
-    pairs = [(t, p) for t in types for p in members.get(t, ())]
-    if not pairs:
-        return "1 = 0", []
-    values = ", ".join("(?, ?)" for _ in pairs)
-    sql = (f"({alias}.res_type, {alias}.res_id) IN (SELECT c.res_type, c.res_id"
-           " FROM idx_reference c WHERE c.ref_type = ? AND c.ref_id = ?"
-           f" AND (c.res_type, c.param) IN (VALUES {values}))")
-    return sql, [comp_type, comp_id, *(v for pair in pairs for v in pair)]
+def _ids(pred: Predicate, alias: str) -> tuple[str, Params]:
+    ids = [str(v) for v in pred.values]
+    if pred.missing is not None:
+        return ("1 = 0" if pred.missing else "1 = 1"), []
+    op = "NOT IN" if pred.modifier == "not" else "IN"
+    return f"{alias}.res_id {op} ({_marks(ids)})", ids
 
 
-def _range(prefix: str, lo_col: str, hi_col: str, lo: Any, hi: Any) -> tuple[str, list[Any]]:
-    """Range comparison per search.html: the target [lo_col, hi_col] against [lo, hi]."""
+def _last_updated(pred: Predicate, alias: str) -> tuple[str, Params]:
+    if pred.missing is not None:
+        return ("1 = 0" if pred.missing else "1 = 1"), []
+    ors: list[str] = []
+    params: Params = []
+    col = f"{alias}.last_updated"
+    for value in pred.values:
+        if not isinstance(value, RangeValue):
+            raise InvalidError("_lastUpdated takes a date", spine_code="INVALID_SEARCH_DATA")
+        # Stored instants end in "Z"; bounds get it too so that text order is exact.
+        sql, p = _range(value.prefix, col, col, f"{value.lo}Z", f"{value.hi}Z")
+        ors.append(sql)
+        params.extend(p)
+    sql = f"({' OR '.join(ors)})"
+    return (f"NOT {sql}", params) if pred.modifier == "not" else (sql, params)
+
+
+def _list(pred: Predicate, key: str) -> tuple[str, Params]:
+    """``_list=id``: the resources the List ``id`` has as items."""
+    ids = [str(v) for v in pred.values]
+    sub = ("SELECT x.ref_type, x.ref_id FROM idx_reference x WHERE x.res_type = 'List'"
+           f" AND x.param = 'item' AND x.ref_type IS NOT NULL AND x.res_id IN ({_marks(ids)})"
+           " AND x.res_id IN (SELECT l.res_id FROM resources l WHERE l.res_type = 'List'"
+           " AND l.deleted = 0)")
+    return f"{key} IN ({sub})", ids
+
+
+def _value(pred: Predicate, value: object) -> tuple[str, Params]:
+    kind = pred.type
+    if pred.param in ("_text", "_content") and isinstance(value, str):
+        return _text(value)
+    if kind == "token" and isinstance(value, TokenValue):
+        return _token(pred.modifier, value)
+    if kind == "string" and isinstance(value, str):
+        return _string(pred.modifier, value)
+    if kind == "reference" and isinstance(value, ReferenceValue):
+        return _reference(value)
+    if kind == "uri" and isinstance(value, str):
+        return _uri(pred.modifier, value)
+    if kind in ("date", "number", "quantity") and isinstance(value, RangeValue):
+        return _ranged(kind, value)
+    raise InvalidError(f"The value given for {pred.param!r} does not fit a {kind} parameter",
+                       spine_code="INVALID_SEARCH_DATA")
+
+
+def _ranged(kind: str, value: RangeValue, a: str = "x") -> tuple[str, Params]:
+    lo: Any = value.lo
+    hi: Any = value.hi
+    if kind == "date":
+        sql, params = _range(value.prefix, f"{a}.lo", f"{a}.hi", lo, hi)
+        return f"({sql})", params
+    lo, hi = Decimal(lo), Decimal(hi)
+    unit: list[str] = []
+    unit_params: Params = []
+    if kind == "quantity" and value.code is not None:
+        found = _canonical_unit(value)
+        if found is not None:
+            # Compared in canonical units: the indexer keeps a canonical row beside each
+            # UCUM quantity (fhirhub.search.index), so kg finds g and Cel finds [degF].
+            lo, hi = found.convert(lo), found.convert(hi)
+            unit.append(f"{a}.system = ? AND {a}.code = ?")
+            unit_params.extend([UCUM, found.unit])
+        elif value.system:
+            unit.append(f"{a}.system = ? AND {a}.code = ?")
+            unit_params.extend([value.system, value.code])
+        else:
+            unit.append(f"({a}.code = ? OR {a}.unit = ?)")
+            unit_params.extend([value.code, value.code])
+    sql, params = _range(value.prefix, f"{a}.lo", f"{a}.hi", float(lo), float(hi),
+                         half_open=True)
+    return f"({' AND '.join([sql, *unit])})", [*params, *unit_params]
+
+
+def _canonical_unit(value: RangeValue) -> Canonical | None:
+    """How a UCUM quantity value converts to canonical units (None: compared as written)."""
+    if value.system != UCUM or not value.code:
+        return None
+    return canonical(value.code)
+
+
+def _range(prefix: str, lo_col: str, hi_col: str, lo: Any, hi: Any, *,
+           half_open: bool = False) -> tuple[str, Params]:
+    """Range comparison per search.html: the target [lo_col, hi_col] against [lo, hi].
+
+    Dates are closed ranges (their ends are the first and last microsecond); numbers and
+    quantities are ``half_open`` ([1.45, 1.55) for 1.5), so a range that starts where the
+    value's ends starts after it (``sa``), and one that ends where it starts ends before
+    it (``eb``)."""
+    if half_open and prefix == "sa":
+        return f"{lo_col} >= ?", [hi]
+    if half_open and prefix == "eb":
+        return f"{hi_col} <= ?", [lo]
     if prefix == "eq":
         return f"{lo_col} >= ? AND {hi_col} <= ?", [lo, hi]
     if prefix == "ne":
@@ -357,58 +533,199 @@ def _range(prefix: str, lo_col: str, hi_col: str, lo: Any, hi: Any) -> tuple[str
     raise InvalidError(f"Unknown search prefix {prefix!r}", spine_code="INVALID_SEARCH_DATA")
 
 
-def _token(modifier: str | None, value: TokenValue) -> tuple[str, list[Any]]:
+def _token(modifier: str | None, value: TokenValue, a: str = "x") -> tuple[str, Params]:
     if modifier == "text":
         text = normalize(value.code or "")
-        return "x.text >= ? AND x.text < ?", [text, text + _HIGH]
+        return f"{a}.text >= ? AND {a}.text < ?", [text, text + _HIGH]
     conds: list[str] = []
-    params: list[Any] = []
+    params: Params = []
     if value.code is not None:
-        conds.append("x.code = ?")
+        conds.append(f"{a}.code = ?")
         params.append(value.code)
     if value.system == "":
-        conds.append("x.system IS NULL")
+        conds.append(f"{a}.system IS NULL")
     elif value.system is not None:
-        conds.append("x.system = ?")
+        conds.append(f"{a}.system = ?")
         params.append(value.system)
     if not conds:
-        raise InvalidError("A token search needs a code or a system", spine_code="INVALID_SEARCH_DATA")
+        raise InvalidError("A token search needs a code or a system",
+                           spine_code="INVALID_SEARCH_DATA")
     return "(" + " AND ".join(conds) + ")", params
 
 
-def _string(modifier: str | None, value: str) -> tuple[str, list[Any]]:
+def _string(modifier: str | None, value: str, a: str = "x") -> tuple[str, Params]:
     if modifier == "exact":
-        return "x.exact = ?", [value]
+        return f"{a}.exact = ?", [value]
     norm = normalize(value)
     if modifier == "contains":
-        escaped = norm.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return "x.norm LIKE ? ESCAPE '\\'", [f"%{escaped}%"]
-    return "(x.norm >= ? AND x.norm < ?)", [norm, norm + _HIGH]
+        return f"{a}.norm LIKE ? ESCAPE '\\'", [f"%{_like(norm)}%"]
+    return f"({a}.norm >= ? AND {a}.norm < ?)", [norm, norm + _HIGH]
 
 
-def _reference(value: ReferenceValue) -> tuple[str, list[Any]]:
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _text(value: str) -> tuple[str, Params]:
+    """``_text`` / ``_content``: every word of one alternative begins a word of the text."""
+    alternatives = text_terms(value)
+    if not alternatives:
+        raise InvalidError(f"'{value}' has no words to search for",
+                           spine_code="INVALID_SEARCH_DATA")
+    ors: list[str] = []
+    params: Params = []
+    for words in alternatives:
+        ors.append("(" + " AND ".join("x.words LIKE ? ESCAPE '\\'" for _ in words) + ")")
+        params.extend(f"% {_like(w)}%" for w in words)
+    return "(" + " OR ".join(ors) + ")", params
+
+
+def _reference(value: ReferenceValue, a: str = "x", type_col: str = "ref_type",
+               id_col: str = "ref_id") -> tuple[str, Params]:
     if value.url is not None and value.ref_id is None:
-        return "x.url = ?", [value.url]
-    conds = ["x.ref_id = ?"]
-    params: list[Any] = [value.ref_id]
+        return f"{a}.url = ?", [value.url]
+    conds = [f"{a}.{id_col} = ?"]
+    params: Params = [value.ref_id]
     if value.ref_type is not None:
-        conds.append("x.ref_type = ?")
+        conds.append(f"{a}.{type_col} = ?")
         params.append(value.ref_type)
     typed = "(" + " AND ".join(conds) + ")"
-    if value.url is not None:
+    if value.url is not None and a == "x":
         # An absolute URL matches as written (canonicals) or by the type/id it names.
-        return f"(x.url = ? OR {typed})", [value.url, *params]
+        return f"({a}.url = ? OR {typed})", [value.url, *params]
     return typed, params
 
 
-def _uri(modifier: str | None, value: str) -> tuple[str, list[Any]]:
+def _uri(modifier: str | None, value: str, col: str = "x.value") -> tuple[str, Params]:
     if modifier == "below":
-        return "(x.value >= ? AND x.value < ?)", [value, value + _HIGH]
+        return f"({col} >= ? AND {col} < ?)", [value, value + _HIGH]
     if modifier == "above":
         prefixes = [value[:i] for i in range(1, len(value) + 1)]
-        marks = ", ".join("?" for _ in prefixes)
-        return f"x.value IN ({marks})", prefixes
-    return "x.value = ?", [value]
+        return f"{col} IN ({_marks(prefixes)})", prefixes
+    return f"{col} = ?", [value]
+
+
+# -- composite ------------------------------------------------------------------------------
+
+
+def _composite(pred: Predicate, key: str, scope: str,
+               scope_params: Params) -> tuple[str, Params]:
+    """A composite matches when one element has, at every position, a matching row."""
+    subs: list[str] = []
+    params: Params = []
+    for value in pred.values:
+        if not isinstance(value, CompositeValue):
+            raise InvalidError(f"The value given for {pred.param!r} is not a composite value",
+                               spine_code="INVALID_SEARCH_DATA")
+        joins: list[str] = []
+        conds: list[str] = []
+        cond_params: Params = []
+        for pos, (part, kind) in enumerate(zip(value.parts, value.types, strict=True)):
+            a = f"c{pos}"
+            if pos:
+                joins.append(f" JOIN idx_composite {a} ON {a}.res_type = c0.res_type"
+                             f" AND {a}.res_id = c0.res_id AND {a}.param = c0.param"
+                             f" AND {a}.combo = c0.combo AND {a}.pos = {pos}")
+            sql, p = _part(kind, part, a)
+            conds.append(sql)
+            cond_params.extend(p)
+        scoped = scope.replace("x.res_type", "c0.res_type")
+        subs.append(f"SELECT c0.res_type, c0.res_id FROM idx_composite c0{''.join(joins)}"
+                    f" WHERE c0.param = ? AND c0.pos = 0{scoped} AND {' AND '.join(conds)}")
+        # A value with a UCUM quantity reads the rows in canonical units (index.py).
+        ucum = any(isinstance(p, RangeValue) and k == "quantity" and _canonical_unit(p)
+                   for p, k in zip(value.parts, value.types, strict=True))
+        params.extend([pred.param + CANONICAL if ucum else pred.param, *scope_params,
+                       *cond_params])
+    return f"{key} IN ({' UNION ALL '.join(subs)})", params
+
+
+def _part(kind: str, part: object, a: str) -> tuple[str, Params]:
+    if kind == "token" and isinstance(part, TokenValue):
+        return _token(None, part, a)
+    if kind == "reference" and isinstance(part, ReferenceValue):
+        if part.ref_id is None:
+            raise InvalidError("A reference in a composite value is [type]/[id] or [id]",
+                               spine_code="INVALID_SEARCH_DATA")
+        return _reference(ReferenceValue(part.ref_type, part.ref_id), a, "system", "code")
+    if kind == "string" and isinstance(part, str):
+        norm = normalize(part)
+        return f"({a}.code >= ? AND {a}.code < ?)", [norm, norm + _HIGH]
+    if kind == "uri" and isinstance(part, str):
+        return _uri(None, part, f"{a}.code")
+    if kind == "date" and isinstance(part, RangeValue):
+        sql, params = _range(part.prefix, f"{a}.dlo", f"{a}.dhi", part.lo, part.hi)
+        return f"({sql})", params
+    if kind in ("number", "quantity") and isinstance(part, RangeValue):
+        return _ranged(kind, part, a)
+    raise InvalidError(f"A part of a composite value does not fit its {kind} component",
+                       spine_code="INVALID_SEARCH_DATA")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+_SET_MODIFIERS = frozenset({"above", "below", "in", "not-in"})
+_TABLE_BY_TYPE = {
+    "token": "idx_token",
+    "string": "idx_string",
+    "reference": "idx_reference",
+    "date": "idx_date",
+    "number": "idx_number",
+    "quantity": "idx_quantity",
+    "uri": "idx_uri",
+    "composite": "idx_composite",
+}
+
+
+def _frontier(type_col: str, id_col: str,
+              by_type: dict[str, list[str]]) -> tuple[str, Params]:
+    """``(type_col, id_col)`` is one of the resources ``by_type`` lists."""
+    ors: list[str] = []
+    params: Params = []
+    for rtype, rids in by_type.items():
+        ors.append(f"({type_col} = ? AND {id_col} IN ({_marks(rids)}))")
+        params.extend([rtype, *rids])
+    return "(" + (" OR ".join(ors) or "1 = 0") + ")", params
+
+
+def _marks(items: Sequence[object]) -> str:
+    return ", ".join("?" for _ in items)
+
+
+def _type_scope(types: tuple[str, ...]) -> tuple[str, Params]:
+    """Restrict an index subquery to the searched types (lets it use the value index)."""
+    if not types:
+        return "", []
+    if len(types) == 1:
+        return " AND x.res_type = ?", list(types)
+    return f" AND x.res_type IN ({_marks(types)})", list(types)
+
+
+def _compartment(query: SearchQuery, alias: str) -> tuple[str, Params]:
+    """Membership of a compartment, by the parameters its CompartmentDefinition names for
+    each resource type (https://hl7.org/fhir/R4/compartmentdefinition.html)."""
+    assert query.compartment is not None
+    comp_type, comp_id = query.compartment
+    members = compartment_params(comp_type)
+    types = query.resource_types or tuple(members)
+    pairs = [(t, p) for t in types for p in members.get(t, ()) if p != "{def}"]
+    # "{def}": the compartment's own resource is in it (Practitioner/d is in Practitioner/d).
+    owner = comp_type in types and "{def}" in members.get(comp_type, ())
+    ors: list[str] = []
+    params: Params = []
+    if pairs:
+        values = ", ".join("(?, ?)" for _ in pairs)
+        ors.append(f"({alias}.res_type, {alias}.res_id) IN (SELECT c.res_type, c.res_id"
+                   " FROM idx_reference c WHERE c.ref_type = ? AND c.ref_id = ?"
+                   f" AND (c.res_type, c.param) IN (VALUES {values}))")
+        params.extend([comp_type, comp_id, *(v for pair in pairs for v in pair)])
+    if owner:
+        ors.append(f"({alias}.res_type = ? AND {alias}.res_id = ?)")
+        params.extend([comp_type, comp_id])
+    if not ors:
+        return "1 = 0", []
+    return "(" + " OR ".join(ors) + ")", params
 
 
 __all__ = ["Compiled", "SearchCompiler"]

@@ -22,6 +22,7 @@ from fhirhub.store.base import (
     StoredVersion,
     Transaction,
 )
+from fhirhub.store.schema import INDEX_TABLES
 from fhirhub.store.search_sql import SearchCompiler
 
 
@@ -40,6 +41,8 @@ class Connection(Protocol):
         ...
 
 
+ITERATE_ROUNDS = 8  # _include:iterate follows references this many steps at most
+ESTIMATE_EXACT = 1000  # _total=estimate counts exactly up to this many matches
 _COLUMNS = "res_type, res_id, version_id, last_updated, deleted, body"
 _INSERTS = {
     "token": "INSERT INTO idx_token (res_type, res_id, param, system, code, text)"
@@ -52,6 +55,9 @@ _INSERTS = {
     "quantity": "INSERT INTO idx_quantity (res_type, res_id, param, lo, hi, system, code, unit)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "uri": "INSERT INTO idx_uri (res_type, res_id, param, value) VALUES (?, ?, ?, ?)",
+    "composite": "INSERT INTO idx_composite (res_type, res_id, param, combo, pos, system, code,"
+                 " lo, hi, dlo, dhi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "text": "INSERT INTO idx_text (res_type, res_id, param, words) VALUES (?, ?, ?, ?)",
 }
 
 
@@ -68,16 +74,30 @@ def row_to_version(row: Sequence[Any], method: str = "PUT") -> StoredVersion:
     )
 
 
-def encode_cursor(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+def _real(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
-def decode_cursor(cursor: str) -> list[Any]:
+def encode_cursor(values: Sequence[Any], *, backward: bool = False) -> str:
+    """An opaque keyset position: the sort values of a row, and whether the page wanted is
+    the one before that row (``previous``) or after it (``next``)."""
+    payload = {"b" if backward else "a": list(values)}
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[list[Any], bool]:
+    """The sort values and direction of ``cursor``; ValueError when it is not one of ours."""
     padded = cursor + "=" * (-len(cursor) % 4)
-    value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-    if not isinstance(value, list):
-        raise ValueError("cursor is not a list")
-    return value
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (orjson.JSONDecodeError, ValueError, UnicodeError) as exc:
+        raise ValueError("cursor is not ours") from exc
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError("cursor is not ours")
+    ((key, values),) = value.items()
+    if key not in ("a", "b") or not isinstance(values, list):
+        raise ValueError("cursor is not ours")
+    return values, key == "b"
 
 
 class SqlSession(Transaction):
@@ -151,16 +171,42 @@ class SqlSession(Transaction):
         compiled = self.compiler.compile(query)
         rows = self.conn.execute(compiled.sql, compiled.params).fetchall()
         page = rows[: query.count]
+        more = len(rows) > query.count  # beyond the page, in the direction read
+        if compiled.backward:
+            page.reverse()  # read backwards from the cursor: put back in order
         matches = [row_to_version(r) for r in page]
-        next_cursor = None
-        if len(rows) > query.count and page:
-            next_cursor = encode_cursor(compiled.cursor_values(page[-1]))
+        next_cursor = previous_cursor = None
+        if page:
+            first, last = compiled.cursor_values(page[0]), compiled.cursor_values(page[-1])
+            if more if not compiled.backward else True:
+                next_cursor = encode_cursor(last)
+            if (query.cursor is not None) if not compiled.backward else more:
+                previous_cursor = encode_cursor(first, backward=True)
         total = None
-        if query.total in ("accurate", "estimate"):
+        if query.total == "accurate":
             count_sql, count_params = self.compiler.count(query)
             total = int(self.conn.execute(count_sql, count_params).fetchone()[0])
+        elif query.total == "estimate":
+            total = self._estimate(query)
         included = self._included(query, matches)
-        return SearchPage(matches, included, total, next_cursor)
+        return SearchPage(matches, included, total, next_cursor, previous_cursor)
+
+    def _estimate(self, query: SearchQuery) -> int:
+        """``_total=estimate``: exact up to ESTIMATE_EXACT matches (cheap: the count stops
+        there), the backend's estimate beyond."""
+        sql, params = self.compiler.count(query, limit=ESTIMATE_EXACT + 1)
+        found = int(self.conn.execute(sql, params).fetchone()[0])
+        if found <= ESTIMATE_EXACT:
+            return found
+        if self.compiler.dialect == "postgresql":
+            sql, params = self.compiler.matching(query)
+            plan = self.conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0]
+            if isinstance(plan, str):
+                plan = orjson.loads(plan)
+            return max(int(plan[0]["Plan"]["Plan Rows"]), found)
+        # SQLite has no row estimates to offer: count.
+        sql, params = self.compiler.count(query)
+        return int(self.conn.execute(sql, params).fetchone()[0])
 
     def _included(self, query: SearchQuery, matches: list[StoredVersion]) -> list[StoredVersion]:
         if not query.includes or not matches:
@@ -168,7 +214,7 @@ class SqlSession(Transaction):
         seen = {(m.resource_type, m.id) for m in matches}
         found: list[StoredVersion] = []
         frontier = list(seen)
-        for depth in range(4):  # :iterate is followed a bounded number of rounds
+        for depth in range(ITERATE_ROUNDS):
             new: list[StoredVersion] = []
             for include in query.includes:
                 if depth > 0 and not include.iterate:
@@ -181,6 +227,7 @@ class SqlSession(Transaction):
                         new.append(row_to_version(row))
             if not new:
                 break
+            new.sort(key=lambda v: (v.resource_type, v.id))
             found.extend(new)
             frontier = [(v.resource_type, v.id) for v in new]
         return found
@@ -207,9 +254,9 @@ class SqlSession(Transaction):
             (v.resource_type, v.id, v.version_id, v.last_updated, deleted, v.body),
         )
         if v.version_id > 1:
-            for table in ("token", "string", "reference", "date", "number", "quantity", "uri"):
+            for table in INDEX_TABLES:
                 self.conn.execute(
-                    f"DELETE FROM idx_{table} WHERE res_type = ? AND res_id = ?",
+                    f"DELETE FROM {table} WHERE res_type = ? AND res_id = ?",
                     (v.resource_type, v.id),
                 )
         if index is not None and not v.deleted:
@@ -226,6 +273,9 @@ class SqlSession(Transaction):
             "quantity": [(t, i, r.param, float(r.lo), float(r.hi), r.system, r.code, r.unit)
                          for r in index.quantity],
             "uri": [(t, i, r.param, r.value) for r in index.uri],
+            "composite": [(t, i, r.param, r.combo, r.pos, r.system, r.code, _real(r.lo),
+                           _real(r.hi), r.dlo, r.dhi) for r in index.composite],
+            "text": [(t, i, r.param, r.words) for r in index.text],
         }
         for kind, rows in tables.items():
             if rows:
@@ -253,6 +303,61 @@ class SqlSession(Transaction):
             " headers = excluded.headers, body = excluded.body, created = excluded.created",
             (r.request_id, r.body_digest, r.status, orjson.dumps(r.headers).decode(), r.body,
              r.created),
+        )
+
+    # -- reindexing: walking the current versions, replacing one's index, meta values -----
+
+    def current_page(self, after: tuple[str, str] | None = None, *,
+                     types: Sequence[str] = (), count: int = 200) -> list[StoredVersion]:
+        where = ["deleted = 0"]
+        params: list[Any] = []
+        if types:
+            where.append(f"res_type IN ({', '.join('?' for _ in types)})")
+            params += types
+        if after is not None:
+            # A row value: both backends walk the primary key from there.
+            where.append("(res_type, res_id) > (?, ?)")
+            params += after
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM resources WHERE {' AND '.join(where)}"
+            " ORDER BY res_type, res_id LIMIT ?",
+            (*params, count),
+        ).fetchall()
+        return [row_to_version(r) for r in rows]
+
+    def replace_index(self, resource_type: str, resource_id: str, version_id: int,
+                      index: IndexRows) -> bool:
+        # PostgreSQL: the row lock makes a concurrent write of this resource wait for our
+        # commit (and, if it came first, the re-checked version no longer matches). SQLite
+        # needs none: the transaction holds the database write lock.
+        lock = " FOR UPDATE" if self.compiler.dialect == "postgresql" else ""
+        row = self.conn.execute(
+            "SELECT version_id FROM resources WHERE res_type = ? AND res_id = ?"
+            f" AND version_id = ? AND deleted = 0{lock}",
+            (resource_type, resource_id, version_id),
+        ).fetchone()
+        if row is None:
+            return False
+        with self.conn.batch():
+            for table in INDEX_TABLES:
+                self.conn.execute(f"DELETE FROM {table} WHERE res_type = ? AND res_id = ?",
+                                  (resource_type, resource_id))
+            self._write_index(resource_type, resource_id, index)
+        return True
+
+    def read_meta(self, name: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM fhirhub_meta WHERE name = ?",
+                                (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def write_meta(self, name: str, value: str | None) -> None:
+        if value is None:
+            self.conn.execute("DELETE FROM fhirhub_meta WHERE name = ?", (name,))
+            return
+        self.conn.execute(
+            "INSERT INTO fhirhub_meta (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
         )
 
 

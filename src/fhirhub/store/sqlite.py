@@ -189,6 +189,11 @@ class SqliteStore(Store):
         with self._snapshot() as session:
             return session.history(resource_type, resource_id, **kw)
 
+    def current_page(self, after: tuple[str, str] | None = None, *,
+                     types: Sequence[str] = (), count: int = 200) -> list[StoredVersion]:
+        with self._guard():
+            return self._session().current_page(after, types=types, count=count)
+
     @contextmanager
     def transaction(self, lock_keys: Sequence[str] = ()) -> Iterator[Transaction]:
         """A write transaction on the calling thread's connection. ``BEGIN IMMEDIATE``
