@@ -59,6 +59,9 @@ def capability_statement(base_url: str, date: str, *, operations: Sequence[Opera
             "searchParam": [
                 {"name": "_type", "type": "token",
                  "documentation": "Resource types to search at system level"},
+                {"name": "_list", "type": "special",
+                 "documentation": "The resources a List has as its items (_list=[List id]); "
+                                  "on every type"},
             ],
         }],
     }
