@@ -49,8 +49,8 @@ START_TIMEOUT="${START_TIMEOUT:-120}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/bench/results}"
 SCALED_DIR="$ROOT/bench/data/scaled"
 
-log() { printf '\n=== %s\n' "$*" >&2; }
-die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 for exe in "$PYTHON" "$FHIRHUB"; do
     [[ -x "$exe" ]] || die "$exe is not an executable (set PYTHON / FHIRHUB, or create the venv)"
@@ -71,29 +71,6 @@ SERVER_PID=""
 CHILD_PID=""
 PG_CREATED=""  # the database to drop on exit
 FAILURES=()
-
-# Run a step in the background and wait for it, so that INT/TERM reach the trap at once.
-# Usage: step CMD...; the step's exit status is left in STEP_RC.
-step() {
-    "$@" &
-    CHILD_PID=$!
-    STEP_RC=0
-    wait "$CHILD_PID" || STEP_RC=$?
-    CHILD_PID=""
-}
-
-stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    local pid="$SERVER_PID"
-    SERVER_PID=""
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 drop_pg() {
     [[ -n "$PG_CREATED" ]] || return 0

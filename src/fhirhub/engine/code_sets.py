@@ -92,9 +92,7 @@ def _contains(items: Any) -> list[Json]:
 
 
 def _stored_value_set(url: str, store: Store) -> Json | None:
-    from fhirhub.search.types import SearchQuery as Query
-
-    query = Query(("ValueSet",), (Predicate("url", "uri", None, (url,)),), count=1)
+    query = SearchQuery(("ValueSet",), (Predicate("url", "uri", None, (url,)),), count=1)
     page = store.search(query)
     if not page.matches or page.matches[0].body is None:
         return None

@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import cast
 
-from fhirhub.search._values import date_range, decimal_range, split_reference, without_version
+from fhirhub.search._values import (
+    date_range,
+    decimal_range,
+    instant_text,
+    split_reference,
+    without_version,
+)
 from fhirhub.search.types import Prefix, RangeValue, ReferenceValue, TokenValue
 
 PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"})
@@ -133,9 +139,9 @@ def _approximate_dates(lo: str, hi: str) -> tuple[str, str]:
     now = datetime.now(UTC).replace(tzinfo=None)
     gap = max(abs(now - start), abs(now - end)) / 10
     gap = max(gap, timedelta(days=1))
-    low = max(start - gap, datetime.min)
-    high = min(end + gap, datetime.max)
-    return low.strftime(_FORMAT).rjust(26, "0"), high.strftime(_FORMAT).rjust(26, "0")
+    low = start - gap if start - datetime.min > gap else datetime.min
+    high = end + gap if datetime.max - end > gap else datetime.max
+    return instant_text(low), instant_text(high)
 
 
 def _approximate(lo: Decimal, hi: Decimal, value: Decimal) -> tuple[Decimal, Decimal]:

@@ -1,7 +1,7 @@
 """Value arithmetic shared by the indexer and the query parser, so both sides agree.
 
-* :func:`normalize` — what string search compares: case-folded, accents removed.
-  (``text.py`` defines it; this is the same function, faster on ASCII.)
+* :func:`normalize` — what string search compares: case-folded, accents removed
+  (``text.py`` defines it; re-exported here for the indexer).
 * :func:`date_range` — a FHIR date/dateTime/instant (or search date) as the closed UTC range
   ``[lo, hi]`` its precision covers, in the fixed-width text form of ``types.py``.
 * :func:`decimal_range` — a number as the range its precision implies (``1.5`` → 1.45..1.55).
@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal
 
 from fhirhub.fhir.model import element_model
-from fhirhub.search.text import normalize as _normalize
+from fhirhub.search.text import normalize
 
 MIN_INSTANT = "0001-01-01T00:00:00.000000"
 MAX_INSTANT = "9999-12-31T23:59:59.999999"
@@ -36,16 +36,8 @@ _MICRO = timedelta(microseconds=1)
 _WIDE = Context(prec=80)
 
 
-def normalize(text: str) -> str:
-    """:func:`fhirhub.search.text.normalize` (``Zoë`` → ``zoe``), with an ASCII shortcut.
-
-    For ASCII text, case-folding is lower-casing and NFKD changes nothing, so the shortcut
-    gives the same answer as the store's normalisation, at a tenth of the cost.
-    """
-    return text.lower() if text.isascii() else _normalize(text)
-
-
-def _text(moment: datetime) -> str:
+def instant_text(moment: datetime) -> str:
+    """``moment`` in the fixed-width form of ``types.py`` (``0001-01-01T00:00:00.000000``)."""
     return (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
         f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}"
@@ -103,12 +95,12 @@ def _zone_offset(zone: str | None) -> timedelta:
 
 
 def _span(lo: datetime, hi: datetime) -> tuple[str, str]:
-    return _text(lo), _text(hi)
+    return instant_text(lo), instant_text(hi)
 
 
 def _shift(moment: datetime, offset: timedelta) -> str:
     try:
-        return _text(moment - offset)
+        return instant_text(moment - offset)
     except OverflowError:  # a zone that moves year 1 or year 9999 off the calendar: clamp
         return MIN_INSTANT if offset > timedelta(0) else MAX_INSTANT
 
@@ -177,6 +169,7 @@ __all__ = [
     "date_range",
     "decimal_from_range",
     "decimal_range",
+    "instant_text",
     "normalize",
     "split_reference",
     "without_version",

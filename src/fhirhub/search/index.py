@@ -29,12 +29,11 @@ its own. Special parameters (``_text``, ``_content``, ``near``) are the store's 
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from fhirhub.fhir.structure import narrative_text
 from fhirhub.search._composite import Memo, Part, PartMaker, canonical_part, composite_rows
 from fhirhub.search._paths import Typed
 from fhirhub.search._steps import QUANTITY_TYPES
@@ -100,7 +99,7 @@ def index_resource(resource: Json, *, using: Registry | None = None) -> IndexRow
         narrative = resource.get("text")
         div = narrative.get("div") if isinstance(narrative, dict) else None
         if isinstance(div, str) and div:
-            text.append(TextRow("_text", words([_markup_text(div)])))
+            text.append(TextRow("_text", words([narrative_text(div)])))
     # Rows are gathered as tuples, whose hashing is cheap, and made into rows once unique.
     return IndexRows(
         token=[TokenRow(*t) for t in dict.fromkeys(out.token)],
@@ -117,14 +116,9 @@ def index_resource(resource: Json, *, using: Registry | None = None) -> IndexRow
 
 # -- _text and _content ------------------------------------------------------------------------
 
-_TAG = re.compile(r"<[^>]*>")
 # Values that are identifiers of things rather than text a person would search for.
 _NOT_TEXT = frozenset({"reference", "system", "url", "fullUrl", "id", "div", "data",
                        "resourceType"})
-
-
-def _markup_text(div: str) -> str:
-    return html.unescape(_TAG.sub(" ", div))
 
 
 def _strings_of(resource: Json) -> Iterator[str]:
@@ -137,7 +131,7 @@ def _strings_of(resource: Json) -> Iterator[str]:
             for key, value in node.items():
                 if key in _NOT_TEXT:
                     if key == "div" and isinstance(value, str):
-                        yield _markup_text(value)
+                        yield narrative_text(value)
                 elif isinstance(value, str):
                     yield value
                 elif isinstance(value, dict | list):

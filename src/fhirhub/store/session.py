@@ -175,13 +175,16 @@ class SqlSession(Transaction):
         if compiled.backward:
             page.reverse()  # read backwards from the cursor: put back in order
         matches = [row_to_version(r) for r in page]
+        # Read forwards: more rows means a next page, and a cursor means rows before.
+        # Read backwards from a cursor: the cursor's row and those after it follow, and
+        # more rows means a previous page.
+        has_after = more or compiled.backward
+        has_before = more if compiled.backward else query.cursor is not None
         next_cursor = previous_cursor = None
-        if page:
-            first, last = compiled.cursor_values(page[0]), compiled.cursor_values(page[-1])
-            if more if not compiled.backward else True:
-                next_cursor = encode_cursor(last)
-            if (query.cursor is not None) if not compiled.backward else more:
-                previous_cursor = encode_cursor(first, backward=True)
+        if page and has_after:
+            next_cursor = encode_cursor(compiled.cursor_values(page[-1]))
+        if page and has_before:
+            previous_cursor = encode_cursor(compiled.cursor_values(page[0]), backward=True)
         total = None
         if query.total == "accurate":
             count_sql, count_params = self.compiler.count(query)
@@ -254,13 +257,15 @@ class SqlSession(Transaction):
             (v.resource_type, v.id, v.version_id, v.last_updated, deleted, v.body),
         )
         if v.version_id > 1:
-            for table in INDEX_TABLES:
-                self.conn.execute(
-                    f"DELETE FROM {table} WHERE res_type = ? AND res_id = ?",
-                    (v.resource_type, v.id),
-                )
+            self._clear_index(v.resource_type, v.id)
         if index is not None and not v.deleted:
             self._write_index(v.resource_type, v.id, index)
+
+    def _clear_index(self, resource_type: str, resource_id: str) -> None:
+        """Remove the resource's rows from every index table."""
+        for table in INDEX_TABLES:
+            self.conn.execute(f"DELETE FROM {table} WHERE res_type = ? AND res_id = ?",
+                              (resource_type, resource_id))
 
     def _write_index(self, resource_type: str, resource_id: str, index: IndexRows) -> None:
         t, i = resource_type, resource_id
@@ -339,9 +344,7 @@ class SqlSession(Transaction):
         if row is None:
             return False
         with self.conn.batch():
-            for table in INDEX_TABLES:
-                self.conn.execute(f"DELETE FROM {table} WHERE res_type = ? AND res_id = ?",
-                                  (resource_type, resource_id))
+            self._clear_index(resource_type, resource_id)
             self._write_index(resource_type, resource_id, index)
         return True
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from fhirhub.errors import Issue
 from fhirhub.fhir.structure._narrative import has_content as narrative_has_content
+from fhirhub.fhir.structure._narrative import narrative_text
 from fhirhub.fhir.structure._walk import RESOURCE, Full, Walker
 
 MAX_ISSUES = 100
@@ -58,4 +59,4 @@ def check_resource(resource: object, *, expected_type: str | None = None) -> lis
     return walker.issues
 
 
-__all__ = ["MAX_ISSUES", "check_resource", "narrative_has_content"]
+__all__ = ["MAX_ISSUES", "check_resource", "narrative_has_content", "narrative_text"]

@@ -85,8 +85,13 @@ def has_content(text: str) -> bool:
     leaves its text: no second XML parse on the write path."""
     if _IMG.search(text):
         return True
-    bare = _TAG.sub("", _COMMENT.sub("", text))
-    return bool(html.unescape(bare).strip())
+    return bool(narrative_text(text).strip())
+
+
+def narrative_text(text: str) -> str:
+    """The text a person reads in a ``Narrative.div``: comments and tags dropped (each tag
+    leaves a space, so ``a<br/>b`` stays two words), entities decoded."""
+    return html.unescape(_TAG.sub(" ", _COMMENT.sub("", text)))
 
 
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
