@@ -62,11 +62,13 @@ def _truncate_pg(url: str) -> None:
 @pytest.fixture(params=BACKENDS)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings for an empty database of each backend."""
+    key = str(tmp_path / "audit-key.pem")
     if request.param == "sqlite":
-        return Settings(database_url=f"sqlite:///{tmp_path}/fhirhub.sqlite3")
+        return Settings(database_url=f"sqlite:///{tmp_path}/fhirhub.sqlite3",
+                        audit_signing_key=key)
     url: str = request.getfixturevalue("pg_database")
     _truncate_pg(url)
-    return Settings(database_url=url, pg_pool_size=8)
+    return Settings(database_url=url, pg_pool_size=8, audit_signing_key=key)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "FHIRHUB_"
@@ -81,6 +82,35 @@ class Settings:
     ValueSets, CodeSystems, ConceptMaps, SearchParameters) into the database at start-up, so
     that they can be read and searched like any resource. Done once per database."""
 
+    audit_bodies: str = "off"
+    """Whether the audit log keeps the request and response bodies beside each record
+    (their SHA-256 digests are always kept): ``off``, ``redacted`` (the JSON's shape, ids,
+    codes and references; every other value masked) or ``full``."""
+
+    audit_body_retention_days: int = 30
+    """How long kept bodies stay before they are purged (the records themselves stay)."""
+
+    audit_signing_key: str = ""
+    """PEM file of the Ed25519 private key that signs the audit log's checkpoints. Empty
+    means ``<database file>.audit-key.pem`` beside a SQLite database, or
+    ``data/audit-signing-key.pem`` for PostgreSQL; a missing file is created at first
+    start (keep it off the database host, or back it up: it proves the log's integrity)."""
+
+    audit_checkpoint_seconds: int = 60
+    """How often each server process signs a checkpoint of the audit chains' heads."""
+
+    @property
+    def audit_key_path(self) -> Path:
+        """Where the audit signing key is (see :attr:`audit_signing_key`)."""
+        if self.audit_signing_key:
+            return Path(self.audit_signing_key)
+        if self.backend == "sqlite":
+            path = self.database_url.removeprefix("sqlite://")
+            path = path[1:] if path.startswith("/") else path
+            if path and path != ":memory:":
+                return Path(f"{path}.audit-key.pem")
+        return Path("data/audit-signing-key.pem")
+
     @property
     def profile_requirements(self) -> dict[str, tuple[str, ...]]:
         """:attr:`required_profiles` as a mapping from resource type to profile URLs."""
@@ -124,6 +154,7 @@ class Settings:
         positive = (
             "port", "workers", "max_body_bytes", "default_page_size", "max_page_size",
             "pg_pool_size", "sqlite_busy_timeout_ms", "idempotency_window_seconds",
+            "audit_body_retention_days", "audit_checkpoint_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -145,6 +176,8 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}UNKNOWN_PROFILES must be error or warning")
         if self.unknown_extensions not in ("error", "warning"):
             raise ConfigError(f"{ENV_PREFIX}UNKNOWN_EXTENSIONS must be error or warning")
+        if self.audit_bodies not in ("off", "redacted", "full"):
+            raise ConfigError(f"{ENV_PREFIX}AUDIT_BODIES must be off, redacted or full")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL must be debug, info, warning or error")
 

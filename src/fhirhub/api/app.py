@@ -18,7 +18,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -66,7 +66,8 @@ class FhirApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 tasks = [asyncio.create_task(self._housekeeping()),
-                         asyncio.create_task(self._definitions())]
+                         asyncio.create_task(self._definitions()),
+                         asyncio.create_task(self._checkpoints())]
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in tasks:
@@ -77,15 +78,34 @@ class FhirApp:
                 return
 
     async def _housekeeping(self) -> None:
-        """Forget idempotency records once their window has passed, every few minutes."""
+        """Forget idempotency records once their window has passed, and audit bodies once
+        their retention has, every few minutes."""
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                await loop.run_in_executor(self._pool, self.engine.purge_expired)
-            except FhirError:
-                log.warning("purging expired idempotency records failed; will retry",
-                            exc_info=True)
+            for job, what in ((self.engine.purge_expired, "expired idempotency records"),
+                              (self.engine.auditor.purge_bodies, "expired audit bodies")):
+                try:
+                    await loop.run_in_executor(self._pool, job)
+                except FhirError:
+                    log.warning("purging %s failed; will retry", what, exc_info=True)
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
+
+    async def _checkpoints(self) -> None:
+        """Sign a checkpoint of the audit chains' heads every so often (and at start)."""
+        from fhirhub.audit.checkpoints import make_checkpoint
+        from fhirhub.audit.outbound import now_instant
+        from fhirhub.audit.signing import load_or_create_key
+
+        loop = asyncio.get_running_loop()
+        key = await loop.run_in_executor(self._pool, load_or_create_key,
+                                         self.settings.audit_key_path)
+        while True:
+            try:
+                await loop.run_in_executor(self._pool, lambda: make_checkpoint(
+                    self.engine.store, key, now_instant()))
+            except FhirError:
+                log.warning("signing an audit checkpoint failed; will retry", exc_info=True)
+            await asyncio.sleep(self.settings.audit_checkpoint_seconds)
 
     async def _definitions(self) -> None:
         """Pick up StructureDefinitions and SearchParameters other worker processes wrote,
@@ -103,34 +123,32 @@ class FhirApp:
         headers = _headers(scope)
         request_id = headers.get("x-request-id") or str(uuid.uuid4())
         correlation_id = headers.get("x-correlation-id")
-        try:
-            _check_id_header("X-Request-ID", headers.get("x-request-id"))
-            _check_id_header("X-Correlation-ID", correlation_id)
-            path: str = scope["path"]
-            if path == "/_status":
-                wire = await self._status()
-            else:
-                fhir_path = _fhir_path(path)
-                method: str = scope["method"]
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == "/_status":  # the health probe: no FHIR, no data, not audited
+            wire = await self._status()
+        else:
+            # What is known of the request before its checks, so that a refusal is
+            # audited like everything else.
+            request = FhirRequest(
+                method=method, path=path, headers=headers, request_id=request_id,
+                correlation_id=correlation_id if _TOKEN.fullmatch(correlation_id or "-")
+                else None, base_url=self._base_url(scope, headers),
+                client_ip=(scope.get("client") or (None,))[0])
+            try:
+                _check_id_header("X-Request-ID", headers.get("x-request-id"))
+                _check_id_header("X-Correlation-ID", correlation_id)
+                request.path = _fhir_path(path)
                 if method not in METHODS:
                     raise NotAllowedError(f"{method} is not a FHIR interaction",
                                           spine_code="METHOD_NOT_ALLOWED")
-                body = await _read_body(receive, headers, self.settings.max_body_bytes)
-                request = FhirRequest(
-                    method=method,
-                    path=fhir_path,
-                    query=parse_qsl(scope["query_string"].decode("latin-1"),
-                                    keep_blank_values=True),
-                    headers=headers,
-                    body=body,
-                    base_url=self._base_url(scope, headers),
-                    request_id=request_id,
-                    correlation_id=correlation_id,
-                    client_ip=(scope.get("client") or (None,))[0],
-                )
-                wire = await self._run(request)
-        except FhirError as error:
-            wire = _error_wire(self.engine, error)
+                request.body = await _read_body(receive, headers, self.settings.max_body_bytes)
+                request.query = parse_qsl(scope["query_string"].decode("latin-1"),
+                                          keep_blank_values=True)
+                wire, durable = await self._run(request)
+            except FhirError as error:
+                wire, durable = self.engine.refused(request, error)
+            wire = await self._durable(request, wire, durable)
         out = dict(wire.headers)
         out["X-Request-ID"] = request_id
         if correlation_id:
@@ -143,16 +161,26 @@ class FhirApp:
         body = b"" if scope["method"] == "HEAD" else wire.body
         await send({"type": "http.response.body", "body": body})
 
-    async def _run(self, request: FhirRequest) -> WireResponse:
+    async def _run(self, request: FhirRequest) -> tuple[WireResponse, Future[None]]:
         if self._inline_reads and request.method in ("GET", "HEAD"):
             try:
                 inline = route(request.method, request.path).interaction in _INLINE
             except FhirError:
                 inline = True  # the engine answers a bad route at once
             if inline:
-                return self.engine.respond(request)
+                return self.engine.answer(request)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.engine.respond, request)
+        return await loop.run_in_executor(self._pool, self.engine.answer, request)
+
+    async def _durable(self, request: FhirRequest, wire: WireResponse,
+                       durable: Future[None]) -> WireResponse:
+        """``wire`` once the request's audit record is durable; never before."""
+        if not durable.done():
+            try:
+                await asyncio.wrap_future(durable)
+            except Exception:
+                return self.engine.audit_failed(request)
+        return self.engine.await_audit(request, wire, durable)
 
     async def _status(self) -> WireResponse:
         loop = asyncio.get_running_loop()
@@ -227,12 +255,6 @@ def _too_large(limit: int) -> TooLargeError:
         f"The request body is larger than this server's limit of {limit} bytes; split it "
         "(for example, smaller Bundles)", spine_code="INVALID_REQUEST",
     )
-
-
-def _error_wire(engine: Engine, error: FhirError) -> WireResponse:
-    response = engine.error_response(error)
-    headers = {**response.headers, "Content-Type": _JSON}
-    return WireResponse(response.status, headers, fjson.dumps(response.resource))
 
 
 __all__ = ["FhirApp", "create_app"]

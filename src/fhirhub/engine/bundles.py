@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fhirhub.engine import crud
+from fhirhub.engine import auditing, crud
 from fhirhub.engine.clock import now_instant
 from fhirhub.engine.outcome import error_outcome, status_line, status_of
 from fhirhub.engine.request import FhirRequest, FhirResponse
@@ -45,7 +45,7 @@ class _InTransaction:
 
     def write(self, req: FhirRequest, keys: Sequence[str],
               work: Callable[[Transaction], FhirResponse]) -> FhirResponse:
-        return work(self.store)
+        return work(auditing.recording(self.store, req.trail))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
@@ -124,14 +124,26 @@ def _parse_entry(index: int, entry: Any) -> _Entry:
 
 def _sub_request(req: FhirRequest, entry: _Entry, body: Json | None) -> FhirRequest:
     headers = {"content-type": "application/fhir+json", **entry.headers}
-    if "prefer" in req.headers:
-        headers["prefer"] = req.headers["prefer"]
+    for name in ("prefer", "user-agent"):
+        if name in req.headers:
+            headers[name] = req.headers[name]
+    trail = req.trail.child(entry.index) if req.trail is not None else None
     return FhirRequest(
         method=entry.method, path=entry.path, query=entry.query, headers=headers,
         body=b"", base_url=req.base_url, request_id=req.request_id,
         correlation_id=req.correlation_id, client_ip=req.client_ip,
-        assigned_id=entry.assigned_id, parsed=body,
+        assigned_id=entry.assigned_id, parsed=body, trail=trail,
     )
+
+
+def _audit_entry(req: FhirRequest, sub: FhirRequest, route: Route | None,
+                 response: FhirResponse) -> None:
+    """Note a Bundle entry's record on the Bundle's trail, unless the entry's own
+    transaction already committed it."""
+    if req.trail is None or sub.trail is None or sub.trail.committed:
+        return
+    sub.trail.route = route
+    req.trail.children.append(auditing.entry_exchange(sub, sub.trail, response))
 
 
 def _entry_response(entry: _Entry, response: FhirResponse) -> Json:
@@ -168,12 +180,18 @@ def _batch(engine: Engine, req: FhirRequest, entries: list[_Entry]) -> FhirRespo
     for entry in entries:
         sub = _sub_request(req, entry, entry.resource)
         sub.headers.pop("x-request-id", None)
+        r: Route | None = None
         try:
-            response = engine.dispatch(sub, _route(entry))
+            r = _route(entry)
+            if sub.trail is not None:
+                sub.trail.route = r
+            response = engine.dispatch(sub, r)
             results.append(_entry_response(entry, response))
         except FhirError as error:
+            response = engine.error_response(error)
             results.append({"response": {"status": status_line(status_of(error)),
                                          "outcome": error_outcome(error)}})
+        _audit_entry(req, sub, r, response)
     return _response_bundle("batch-response", results)
 
 
@@ -214,14 +232,16 @@ def _transaction(engine: Engine, req: FhirRequest, entries: list[_Entry]) -> Fhi
         for i in order:
             entry = entries[i]
             body = _rewrite(engine, tx, entry, mapping) if entry.resource is not None else None
+            sub = _sub_request(req, entry, body)
             try:
-                response = engine.dispatch(_sub_request(req, entry, body), routes[i], view)
+                response = engine.dispatch(sub, routes[i], view)
             except FhirError as error:
                 error.diagnostics = (f"Bundle.entry[{i}] ({entry.method} {entry.url}): "
                                      f"{error.diagnostics}; nothing in the transaction was saved")
                 raise
             if response.status >= 400:
                 raise InvalidError(f"Bundle.entry[{i}] failed with {response.status}")
+            _audit_entry(req, sub, routes[i], response)
             results[i] = _entry_response(entry, response)
         return _response_bundle("transaction-response", [results[i] for i in range(len(entries))])
 

@@ -30,7 +30,8 @@ def capability_statement(base_url: str, date: str, *, operations: Sequence[Opera
     ``search``: the search parameters in force (the official ones by default), and
     ``search_documentation`` a text for some of them (the server's own), by URL."""
     params = _SearchParams(search or registry(), search_documentation or {})
-    resources = [_resource(rtype, operations, (profiles or {}).get(rtype, ()),
+    resources = [_audit_event() if rtype == "AuditEvent" else
+                 _resource(rtype, operations, (profiles or {}).get(rtype, ()),
                            (required or {}).get(rtype, ()), params)
                  for rtype in sorted(element_model().resource_types)]
     return {
@@ -64,6 +65,27 @@ def capability_statement(base_url: str, date: str, *, operations: Sequence[Opera
                                   "on every type"},
             ],
         }],
+    }
+
+
+def _audit_event() -> Json:
+    """AuditEvent is the audit log: read and search only (fhirhub.engine.audit_events)."""
+    from fhirhub.audit.search import PARAMS
+
+    types = {"_id": "token", "date": "date", "_lastUpdated": "date", "patient": "reference",
+             "entity": "reference"}
+    return {
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "documentation": "The server's audit log: one AuditEvent (IHE BALP) for every request "
+                         "received and every message sent, tamper-evident. Read-only: "
+                         "create, update, patch and delete are refused with 405.",
+        "interaction": [{"code": c} for c in ("read", "vread", "search-type",
+                                              "history-instance")],
+        "versioning": "versioned",
+        "readHistory": True,
+        "searchParam": [{"name": name, "type": types.get(name, "token"), "documentation": doc}
+                        for name, doc in sorted(PARAMS.items())],
     }
 
 

@@ -7,11 +7,15 @@ import copy
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from fhirhub.audit.auditor import Auditor
+from fhirhub.audit.outbound import Cause
 from fhirhub.config import ConfigError, Settings
-from fhirhub.engine import bundles, interactions, reading
+from fhirhub.engine import audit_events, auditing, bundles, interactions, reading
+from fhirhub.engine.auditing import AuditTrail
 from fhirhub.engine.capabilities import capability_statement
 from fhirhub.engine.clock import instant_ago, now_instant
 from fhirhub.engine.crud import WriteContext
@@ -30,6 +34,7 @@ from fhirhub.engine.request import FhirRequest, FhirResponse
 from fhirhub.engine.router import Route, route
 from fhirhub.engine.search_params import StoredSearchParameters, check_search_parameter
 from fhirhub.errors import (
+    BusyError,
     ConflictError,
     FaultError,
     FhirError,
@@ -50,6 +55,9 @@ from fhirhub.store.base import RememberedResponse, Transaction
 log = logging.getLogger("fhirhub.engine")
 
 View = tuple[Any, frozenset[str] | None]  # (_summary mode, _elements)
+_PLAIN: View = (None, None)
+_DONE: Future[None] = Future()
+_DONE.set_result(None)
 
 
 @dataclass
@@ -65,6 +73,11 @@ class Engine:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
+        self.auditor = Auditor(self.store, settings)
+        # Called after each write commits, with the request's audit Cause: what sends
+        # something out because of a change (notifications) starts here, and audits what
+        # it sends with fhirhub.audit.outbound.send(engine.auditor, channel, message, cause).
+        self.listeners: list[Callable[[Cause, FhirRequest, FhirResponse], None]] = []
         self.profiles = StoredProfiles(self.store)
         self.profiles.refresh()
         self.validator = self.make_validator(settings, self.profiles.resources())
@@ -98,27 +111,88 @@ class Engine:
     # -- the request cycle -----------------------------------------------------------------------
 
     def respond(self, req: FhirRequest) -> WireResponse:
-        """Handle a request and render its response, never raising. The response-shaping
-        parameters are checked first, so a bad one refuses the request before any write."""
-        plain: View = (None, None)
+        """Handle a request and render its response, never raising; return once its audit
+        record is durable (see :meth:`answer`)."""
+        wire, durable = self.answer(req)
+        return self.await_audit(req, wire, durable)
+
+    def answer(self, req: FhirRequest) -> tuple[WireResponse, Future[None]]:
+        """Handle a request and render its response, never raising, with a future that
+        completes once the request's audit record is durable: the response must not be
+        sent before. (A write's record committed with the write: that future is done.)
+        The response-shaping parameters are checked first, so a bad one refuses the
+        request before any write."""
+        trail = req.trail = AuditTrail()
         try:
             fmt = response_format(req.param("_format"), req.header("accept"))
             view: View = (summary_mode(req.param("_summary")),
                           parse_elements(req.param("_elements")))
         except FhirError as error:
-            return self._render(req, self.error_response(error), "json", plain)
+            response = self.error_response(error)
+            return self._audited(req, response, self._render(req, response, "json", _PLAIN))
+        trail.render = lambda response: self._render(req, response, fmt, view)
         response = self.handle(req)
+        if trail.rendered is not None and trail.rendered[0] is response:
+            self._committed(req, response)
+            return trail.rendered[1], _DONE  # rendered and audited in the write's transaction
+        return self._audited(req, response, self._render_safely(req, response, fmt, view))
+
+    def _committed(self, req: FhirRequest, response: FhirResponse) -> None:
+        """Tell the listeners about a write that has committed (with its audit record)."""
+        cause = Cause(req.trail.id, req.request_id or None, req.correlation_id)
+        for listener in self.listeners:
+            try:
+                listener(cause, req, response)
+            except Exception:
+                log.exception("a listener failed after request %s", req.request_id)
+
+    def refused(self, req: FhirRequest, error: FhirError) -> tuple[WireResponse, Future[None]]:
+        """The answer to a request refused before the engine could take it (the web
+        layer's own checks), audited like any other."""
+        req.trail = req.trail or AuditTrail()
+        response = self.error_response(error)
+        return self._audited(req, response, self._render(req, response, "json", _PLAIN))
+
+    def await_audit(self, req: FhirRequest, wire: WireResponse,
+                    durable: Future[None]) -> WireResponse:
+        try:
+            durable.result()
+        except Exception:
+            return self.audit_failed(req)
+        return wire
+
+    def audit_failed(self, req: FhirRequest) -> WireResponse:
+        """The answer when a request's audit record could not be written: nothing is
+        disclosed without its record (the record of a change commits with the change, so
+        no change is left unrecorded either)."""
+        log.error("the audit record of request %s could not be written", req.request_id,
+                  exc_info=True)
+        error = BusyError("The audit log could not be written, so the request was not "
+                          f"answered; try again (X-Request-ID {req.request_id})")
+        return self._render(req, self.error_response(error), "json", _PLAIN)
+
+    def _render_safely(self, req: FhirRequest, response: FhirResponse, fmt: Any,
+                       view: View) -> WireResponse:
         try:
             return self._render(req, response, fmt, view)
         except FhirError as error:
-            return self._render(req, self.error_response(error), "json", plain)
+            return self._render(req, self.error_response(error), "json", _PLAIN)
         except Exception:
             log.exception("rendering failed for request %s", req.request_id)
-            return self._render(req, self.fault(req), "json", plain)
+            return self._render(req, self.fault(req), "json", _PLAIN)
+
+    def _audited(self, req: FhirRequest, response: FhirResponse,
+                 wire: WireResponse) -> tuple[WireResponse, Future[None]]:
+        trail: AuditTrail = req.trail
+        outcome = response.resource if response.status >= 400 else None
+        top = auditing.exchange(req, trail, wire.status, wire.body, outcome)
+        return wire, self.auditor.submit([top, *trail.children])
 
     def handle(self, req: FhirRequest) -> FhirResponse:
         try:
             r = route(req.method, req.path)
+            if req.trail is not None:
+                req.trail.route = r
             response = self.dispatch(req, r)
             if response.status < 300 and _may_change_definitions(req, r):
                 self.refresh_definitions()
@@ -130,6 +204,8 @@ class Engine:
             return self.fault(req)
 
     def dispatch(self, req: FhirRequest, r: Route, view: Any = None) -> FhirResponse:
+        if r.resource_type == "AuditEvent" or r.compartment_type == "AuditEvent":
+            return audit_events.handle(self, req, r)
         handler = self._handlers[r.interaction]
         return handler(view if view is not None else self, req, r)
 
@@ -162,10 +238,11 @@ class Engine:
 
     def write(self, req: FhirRequest, keys: Sequence[str],
               work: Callable[[Transaction], FhirResponse]) -> FhirResponse:
-        """Run ``work`` in one transaction; a POST carrying an X-Request-ID is idempotent."""
+        """Run ``work`` in one transaction, with the request's audit record (a POST
+        carrying an X-Request-ID is idempotent)."""
         request_id = req.client_request_id if req.method == "POST" else None
         if not request_id:
-            return self.store.run(keys, work)
+            return self.store.run(keys, self._audited_write(req, work))
         digest, window = self._idempotency(req)
 
         def idempotent(tx: Transaction) -> FhirResponse:
@@ -176,7 +253,38 @@ class Engine:
             tx.remember(_remembrance(request_id, digest, response))
             return response
 
-        return self.store.run([*keys, f"idem:{request_id}"], idempotent)
+        return self.store.run([*keys, f"idem:{request_id}"], self._audited_write(req, idempotent))
+
+    def _audited_write(self, req: FhirRequest, work: Callable[[Transaction], FhirResponse]
+                       ) -> Callable[[Transaction], FhirResponse]:
+        """``work``, noting what it writes on the request's trail and appending the audit
+        record as the transaction's last step. A top-level request's response is rendered
+        here, so that the record digests the bytes the client will get; a Bundle entry's
+        record joins the records of its own transaction."""
+        trail: AuditTrail | None = req.trail
+        if trail is None:
+            return work
+
+        def audited(tx: Transaction) -> FhirResponse:
+            before = len(trail.children)
+            try:
+                response = work(auditing.recording(tx, trail))
+                if trail.render is None:  # a batch entry: its own transaction
+                    self.auditor.append(tx, [auditing.entry_exchange(req, trail, response),
+                                             *trail.children[before:]])
+                    trail.committed = True
+                    return response
+                wire = trail.render(response)
+                outcome = response.resource if response.status >= 400 else None
+                self.auditor.append(tx, [auditing.exchange(req, trail, wire.status, wire.body,
+                                                           outcome), *trail.children])
+            except BaseException:
+                del trail.children[before:]  # they described what is rolled back
+                raise
+            trail.rendered = (response, wire)
+            return response
+
+        return audited
 
     def _idempotency(self, req: FhirRequest) -> tuple[str, str]:
         """The body digest a retry must match, and the oldest instant still remembered."""
@@ -303,6 +411,8 @@ class Engine:
             raise InvalidError("POST to the server base takes a batch or transaction Bundle",
                                spine_code="INVALID_REQUEST")
         engine.check(bundles.shell(body), "Bundle")
+        if req.trail is not None:
+            req.trail.bundle_type = str(body.get("type"))
         request_id = req.client_request_id
         if body.get("type") != "batch" or not request_id:
             return bundles.process(engine, req, body)

@@ -45,6 +45,7 @@ def read(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
                         spine_code="RESOURCE_NOT_FOUND", headers=headers)
     if _not_modified(req, version.version_id, version.last_updated):
         return FhirResponse(304, headers=headers)
+    req.note_read((version,))
     return FhirResponse(200, json_body=version.body, headers=headers,
                         last_updated=version.last_updated)
 
@@ -82,6 +83,7 @@ def vread(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     if version.deleted:
         raise GoneError(f"Version {route.version} of {route.resource_type}/{route.id} is a "
                         "deletion", spine_code="RESOURCE_NOT_FOUND", headers=headers)
+    req.note_read((version,))
     return FhirResponse(200, json_body=version.body, headers=headers,
                         last_updated=version.last_updated)
 

@@ -61,6 +61,8 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
         query = replace(query, total="accurate", count=0)
     query = resolve_code_sets(query, engine.store)
     page = engine.store.search(query)
+    req.note_read(page.matches)
+    req.note_read(page.included)
     elements = parse_elements(_last(params, "_elements"))
     entries = [_entry(req, v, "match", summary, elements) for v in page.matches]
     entries += [_entry(req, v, "include", summary, elements) for v in page.included]
@@ -141,6 +143,7 @@ def history(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
 
             raise NotFoundError(f"{route.resource_type}/{route.id} does not exist",
                                 spine_code="RESOURCE_NOT_FOUND")
+    req.note_read(v for v in page.versions if not v.deleted)
     entries = [_history_entry(req.base_url, v) for v in page.versions]
     kept = [(k, v) for k, v in req.query if k in ("_count", "_since", "_at", "_format")]
     links = [{"relation": "self", "url": _url(req.base_url, req.path, list(req.query))}]

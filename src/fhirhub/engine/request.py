@@ -19,6 +19,12 @@ class FhirRequest:
     client_ip: str | None = None
     assigned_id: str | None = None  # a transaction's id for a POST entry (urn:uuid targets)
     parsed: Any = None  # the body already parsed (Bundle entries), so it is not parsed twice
+    trail: Any = None  # the request's engine.auditing.AuditTrail, once the engine has it
+
+    def note_read(self, versions: Any, *, role: str = "domain") -> None:
+        """Tell the audit trail which versions this request returned."""
+        if self.trail is not None:
+            self.trail.read(versions, role=role)
 
     @property
     def client_request_id(self) -> str | None:

@@ -15,11 +15,21 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
 from fhirhub.search.types import IndexRows, SearchQuery
+from fhirhub.store.audit import (
+    AuditBody,
+    AuditEntry,
+    AuditPage,
+    AuditQuery,
+    AuditRow,
+    ChainHead,
+    Checkpoint,
+)
 
 T = TypeVar("T")
 
@@ -99,6 +109,36 @@ class Reader(abc.ABC):
         those after the position ``after`` (a (type, id), itself excluded), of ``types``
         only when given. Walks every resource page by page while writes go on (reindex)."""
 
+    # -- the audit log (fhirhub.store.audit) ---------------------------------------------
+
+    @abc.abstractmethod
+    def audit_search(self, query: AuditQuery) -> AuditPage:
+        """Audit records matching ``query``, newest first unless it says otherwise."""
+
+    @abc.abstractmethod
+    def audit_count(self, query: AuditQuery) -> int:
+        """How many audit records match ``query`` (its paging ignored)."""
+
+    @abc.abstractmethod
+    def audit_chain(self, chain: int, after: int, count: int) -> list[AuditRow]:
+        """Up to ``count`` records of one chain after position ``after``, in chain order."""
+
+    @abc.abstractmethod
+    def audit_heads(self) -> list[ChainHead]:
+        """Every chain's last position and digest."""
+
+    @abc.abstractmethod
+    def audit_bodies(self, chain: int, chain_seq: int) -> list[AuditBody]:
+        """The bodies kept beside one record (none once purged, or when not kept)."""
+
+    @abc.abstractmethod
+    def audit_checkpoints(self, after: int = 0, count: int = 1000) -> list[Checkpoint]:
+        """Signed checkpoints after ``after`` (their own sequence), oldest first."""
+
+    @abc.abstractmethod
+    def audit_last_checkpoint(self) -> Checkpoint | None:
+        """The newest signed checkpoint."""
+
 
 class Transaction(Reader):
     """A unit of work: reads see its own writes; everything commits or nothing does."""
@@ -132,6 +172,15 @@ class Transaction(Reader):
     def write_meta(self, name: str, value: str | None) -> None:
         """Set the value ``name`` (None removes it)."""
 
+    @abc.abstractmethod
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append audit records, in order, to the chain this transaction takes. Call it
+        once, as the transaction's last step: it holds a chain head until commit."""
+
+    @abc.abstractmethod
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Keep a signed checkpoint."""
+
 
 class Store(Reader):
     """A backend. Thread-safe: one instance serves every thread of a process."""
@@ -148,6 +197,22 @@ class Store(Reader):
         other units (group commit); ``work`` must not start another write."""
         with self.transaction(lock_keys) as tx:
             return work(tx)
+
+    def submit(self, work: Callable[[Transaction], T]) -> Future[T]:
+        """Start ``work`` in a write transaction and return at once: the future completes
+        once it is committed (or failed). Backends commit concurrently submitted units
+        together (group commit), so that many small writes (audit records of reads) cost
+        one commit; ``work`` must not start another write."""
+        future: Future[T] = Future()
+        try:
+            future.set_result(self.run([], work))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    @abc.abstractmethod
+    def purge_audit_bodies(self, before: str) -> int:
+        """Drop kept audit bodies whose retention ended before ``before``; how many."""
 
     @abc.abstractmethod
     def count(self, resource_type: str | None = None) -> int:

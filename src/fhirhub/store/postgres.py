@@ -8,20 +8,25 @@ transaction-scoped advisory locks on their keys, in sorted order so they cannot 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from fhirhub.errors import BusyError, ConflictError, FaultError
 from fhirhub.search.types import SearchQuery
+from fhirhub.store import audit_sql
+from fhirhub.store._group import GroupCommitter
 from fhirhub.store.base import HistoryPage, SearchPage, Store, StoredVersion, Transaction
 from fhirhub.store.schema import POSTGRES, ddl
 from fhirhub.store.search_sql import SearchCompiler
-from fhirhub.store.session import SqlSession, row_to_version
+from fhirhub.store.session import SessionReads, SqlSession, row_to_version
 
+T = TypeVar("T")
 _MIGRATION_LOCK = 0x46484952  # "FHIR": serialises schema creation between processes
 
 
@@ -42,7 +47,7 @@ class _PgConnection:
         return self.conn.pipeline()
 
 
-class PostgresStore(Store):
+class PostgresStore(SessionReads, Store):
     backend = "postgresql"
 
     def __init__(self, url: str, *, pool_size: int = 16) -> None:
@@ -59,6 +64,8 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             for stmt in ddl(POSTGRES):
                 conn.execute(stmt)
+        self._committer: GroupCommitter | None = None
+        self._committer_lock = threading.Lock()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -117,6 +124,27 @@ class PostgresStore(Store):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
             yield SqlSession(_PgConnection(conn), self._compiler)
 
+    @contextmanager
+    def _group_transaction(self) -> Iterator[SqlSession]:
+        with self._pool.connection() as conn, self._guard(), conn.transaction():
+            yield SqlSession(_PgConnection(conn), self._compiler)
+
+    def submit(self, work: Callable[[Transaction], T]) -> Future[T]:
+        """Group commit (see :mod:`fhirhub.store._group`) for small units: one committer
+        thread per process, started on first use."""
+        with self._committer_lock:
+            if self._committer is None:
+                self._committer = GroupCommitter(self._group_transaction, self._guard,
+                                                 "fhirhub-pg-committer")
+        return self._committer.submit(work)
+
+    def purge_audit_bodies(self, before: str) -> int:
+        with self._session() as s:
+            return audit_sql.purge_bodies(s.conn, before)
+
+    def _reading(self) -> AbstractContextManager[SqlSession]:
+        return self._session(snapshot=True)
+
     def count(self, resource_type: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM resources WHERE deleted = 0"
         params: tuple[str, ...] = ()
@@ -146,6 +174,8 @@ class PostgresStore(Store):
             return cur.rowcount
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.stop()
         self._pool.close()
 
 

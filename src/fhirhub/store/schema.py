@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fhirhub.store.audit import GENESIS, PG_CHAINS, SQLITE_CHAINS
+
 SCHEMA_VERSION = 1
 
 
@@ -115,9 +117,51 @@ def ddl(d: Dialect) -> list[str]:
             request_id TEXT PRIMARY KEY, body_digest TEXT NOT NULL, status INTEGER NOT NULL,
             headers TEXT NOT NULL, body {d.blob} NOT NULL, created TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created)",
+        *_audit_ddl(d),
     ]
     # Every other TEXT column gets the dialect's collation too.
     return [s.replace(" TEXT", f" {t}") if t != "TEXT" else s for s in stmts]
+
+
+def _audit_ddl(d: Dialect) -> list[str]:
+    """The audit log (see :mod:`fhirhub.store.audit`): records in their chains, the chain
+    heads, search keys, kept bodies and signed checkpoints. Secondary indexes are few and
+    mostly partial: every request appends a record, so each index is a cost on every
+    request."""
+    chains = PG_CHAINS if d.name == "postgresql" else SQLITE_CHAINS
+    pos = "chain INTEGER NOT NULL, chain_seq BIGINT NOT NULL"
+    return [
+        f"""CREATE TABLE IF NOT EXISTS audit_event (
+            {pos}, id TEXT NOT NULL, recorded TEXT NOT NULL, interaction TEXT NOT NULL,
+            outcome TEXT NOT NULL, request_id TEXT, correlation_id TEXT, client TEXT,
+            user_id TEXT, record {d.blob} NOT NULL, prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL, PRIMARY KEY (chain, chain_seq))""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS audit_event_id ON audit_event (id)",
+        "CREATE INDEX IF NOT EXISTS audit_event_recorded ON audit_event (recorded)",
+        "CREATE INDEX IF NOT EXISTS audit_event_request ON audit_event (request_id)",
+        "CREATE INDEX IF NOT EXISTS audit_event_correlation ON audit_event (correlation_id)"
+        " WHERE correlation_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS audit_event_client ON audit_event (client, recorded)"
+        " WHERE client IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS audit_event_user ON audit_event (user_id, recorded)"
+        " WHERE user_id IS NOT NULL",
+        f"""CREATE TABLE IF NOT EXISTS audit_ref (
+            key TEXT NOT NULL, {pos}, recorded TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS audit_ref_key ON audit_ref (key, recorded)",
+        "CREATE INDEX IF NOT EXISTS audit_ref_pos ON audit_ref (chain, chain_seq)",
+        """CREATE TABLE IF NOT EXISTS audit_chain (
+            chain INTEGER PRIMARY KEY, chain_seq BIGINT NOT NULL, hash TEXT NOT NULL)""",
+        *(f"INSERT INTO audit_chain (chain, chain_seq, hash) VALUES ({c}, 0, '{GENESIS}')"
+          " ON CONFLICT (chain) DO NOTHING" for c in range(chains)),
+        f"""CREATE TABLE IF NOT EXISTS audit_body (
+            {pos}, part TEXT NOT NULL, mode TEXT NOT NULL, content {d.blob} NOT NULL,
+            expires TEXT, PRIMARY KEY (chain, chain_seq, part))""",
+        "CREATE INDEX IF NOT EXISTS audit_body_expires ON audit_body (expires)"
+        " WHERE expires IS NOT NULL",
+        f"""CREATE TABLE IF NOT EXISTS audit_checkpoint (
+            seq {d.serial_pk}, created TEXT NOT NULL, payload {d.blob} NOT NULL,
+            signature TEXT NOT NULL)""",
+    ]
 
 
 __all__ = ["INDEX_TABLES", "POSTGRES", "SCHEMA_VERSION", "SQLITE", "Dialect", "ddl"]

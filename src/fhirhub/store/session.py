@@ -15,6 +15,16 @@ from typing import Any, Protocol
 import orjson
 
 from fhirhub.search.types import IndexRows, SearchQuery
+from fhirhub.store import audit_sql
+from fhirhub.store.audit import (
+    AuditBody,
+    AuditEntry,
+    AuditPage,
+    AuditQuery,
+    AuditRow,
+    ChainHead,
+    Checkpoint,
+)
 from fhirhub.store.base import (
     HistoryPage,
     RememberedResponse,
@@ -363,5 +373,69 @@ class SqlSession(Transaction):
             (name, value),
         )
 
+    # -- the audit log: SQL in audit_sql --------------------------------------------------
 
-__all__ = ["Connection", "SqlSession", "decode_cursor", "encode_cursor", "row_to_version"]
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        audit_sql.append(self.conn, self.compiler.dialect, entries)
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        audit_sql.add_checkpoint(self.conn, checkpoint)
+
+    def audit_search(self, query: AuditQuery) -> AuditPage:
+        return audit_sql.search(self.conn, query)
+
+    def audit_count(self, query: AuditQuery) -> int:
+        return audit_sql.count(self.conn, query)
+
+    def audit_chain(self, chain: int, after: int, count: int) -> list[AuditRow]:
+        return audit_sql.chain_rows(self.conn, chain, after, count)
+
+    def audit_heads(self) -> list[ChainHead]:
+        return audit_sql.heads(self.conn)
+
+    def audit_bodies(self, chain: int, chain_seq: int) -> list[AuditBody]:
+        return audit_sql.bodies(self.conn, chain, chain_seq)
+
+    def audit_checkpoints(self, after: int = 0, count: int = 1000) -> list[Checkpoint]:
+        return audit_sql.checkpoints(self.conn, after, count)
+
+    def audit_last_checkpoint(self) -> Checkpoint | None:
+        return audit_sql.last_checkpoint(self.conn)
+
+
+class SessionReads:
+    """The audit reads of a backend, each on a session of its own (``_reading``)."""
+
+    def _reading(self) -> AbstractContextManager[SqlSession]:
+        raise NotImplementedError
+
+    def audit_search(self, query: AuditQuery) -> AuditPage:
+        with self._reading() as s:
+            return s.audit_search(query)
+
+    def audit_count(self, query: AuditQuery) -> int:
+        with self._reading() as s:
+            return s.audit_count(query)
+
+    def audit_chain(self, chain: int, after: int, count: int) -> list[AuditRow]:
+        with self._reading() as s:
+            return s.audit_chain(chain, after, count)
+
+    def audit_heads(self) -> list[ChainHead]:
+        with self._reading() as s:
+            return s.audit_heads()
+
+    def audit_bodies(self, chain: int, chain_seq: int) -> list[AuditBody]:
+        with self._reading() as s:
+            return s.audit_bodies(chain, chain_seq)
+
+    def audit_checkpoints(self, after: int = 0, count: int = 1000) -> list[Checkpoint]:
+        with self._reading() as s:
+            return s.audit_checkpoints(after, count)
+
+    def audit_last_checkpoint(self) -> Checkpoint | None:
+        with self._reading() as s:
+            return s.audit_last_checkpoint()
+
+
+__all__ = ["Connection", "SessionReads", "SqlSession", "decode_cursor", "encode_cursor", "row_to_version"]

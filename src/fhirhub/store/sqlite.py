@@ -15,22 +15,23 @@ import contextlib
 import fcntl
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fhirhub.errors import BusyError, ConflictError, FaultError
 from fhirhub.search.types import SearchQuery
+from fhirhub.store import audit_sql
+from fhirhub.store._group import GroupCommitter
 from fhirhub.store.base import HistoryPage, SearchPage, Store, StoredVersion, Transaction
 from fhirhub.store.schema import SQLITE, ddl
 from fhirhub.store.search_sql import SearchCompiler
-from fhirhub.store.session import SqlSession, row_to_version
+from fhirhub.store.session import SessionReads, SqlSession, row_to_version
 
 T = TypeVar("T")
 log = logging.getLogger("fhirhub.store.sqlite")
@@ -46,7 +47,7 @@ def path_from_url(url: str) -> str:
     return rest or ":memory:"
 
 
-class SqliteStore(Store):
+class SqliteStore(SessionReads, Store):
     backend = "sqlite"
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 10_000) -> None:
@@ -72,8 +73,8 @@ class SqliteStore(Store):
             # Once a checkpoint lets the WAL restart, trim it back instead of keeping its
             # high-water size on disk.
             writer.execute("PRAGMA journal_size_limit=67108864")
-        self._writer = _Writer(SqlSession(writer, self._compiler), self._write_lock,
-                               self._process_lock, self._guard)
+        self._writer_session = SqlSession(writer, self._compiler)
+        self._writer = GroupCommitter(self._writer_transaction, self._guard, "fhirhub-writer")
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if not self._memory:
@@ -208,10 +209,32 @@ class SqliteStore(Store):
                 raise
             session.conn.execute("COMMIT")
 
+    @contextmanager
+    def _writer_transaction(self) -> Iterator[SqlSession]:
+        session = self._writer_session
+        with self._write_lock, self._process_lock(), self._guard():
+            session.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield session
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    session.conn.execute("ROLLBACK")
+                raise
+            session.conn.execute("COMMIT")
+
     def run(self, lock_keys: Sequence[str], work: Callable[[Transaction], T]) -> T:
         """Run ``work`` on the writer thread, in the group commit it joins (see
-        :class:`_Writer`); return once that group is durably committed."""
+        :mod:`fhirhub.store._group`); return once that group is durably committed."""
+        return self._writer.run(work)
+
+    def submit(self, work: Callable[[Transaction], T]) -> Future[T]:
         return self._writer.submit(work)
+
+    def purge_audit_bodies(self, before: str) -> int:
+        return self.run([], lambda tx: audit_sql.purge_bodies(_conn_of(tx), before))
+
+    def _reading(self) -> AbstractContextManager[SqlSession]:
+        return self._snapshot()
 
     def count(self, resource_type: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM resources WHERE deleted = 0"
@@ -258,102 +281,17 @@ class SqliteStore(Store):
             self._lock_fd = -1
 
 
+def _conn_of(tx: Transaction) -> Any:
+    assert isinstance(tx, SqlSession)
+    return tx.conn
+
+
 class _SqliteConnection(sqlite3.Connection):
     """sqlite3's connection with the ``batch`` the shared session asks for (a no-op: every
     statement is local and answers at once)."""
 
     def batch(self) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()
-
-
-class _Writer:
-    """Group commit through one writer thread.
-
-    Request threads hand their unit of work to the writer and wait. The writer takes the
-    database write lock (a thread lock, the cross-process file lock, ``BEGIN IMMEDIATE``),
-    runs every unit waiting in the queue, each in a savepoint so that a failing unit undoes
-    only itself, then commits once for all of them and wakes their threads. Under load N
-    writes cost one fsync and no lock hand-offs between threads; a lone write commits at
-    once. No caller returns before its write is durable.
-    """
-
-    MAX_UNITS = 128
-
-    def __init__(self, session: SqlSession, lock: threading.Lock, process_lock: Any,
-                 guard: Any) -> None:
-        self._session = session
-        self._lock = lock
-        self._process_lock = process_lock
-        self._guard = guard
-        self._queue: queue.SimpleQueue[tuple[Callable[[Transaction], Any], Future[Any]] | None]
-        self._queue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="fhirhub-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, work: Callable[[Transaction], T]) -> T:
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("a unit of work may not start another write")
-        future: Future[T] = Future()
-        self._queue.put((work, future))
-        return future.result()
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            self._batch(first)
-
-    def _batch(self, first: tuple[Callable[[Transaction], Any], Future[Any]]) -> None:
-        done: list[tuple[Future[Any], Any]] = []
-        conn = self._session.conn
-        try:
-            with self._lock, self._process_lock(), self._guard():
-                conn.execute("BEGIN IMMEDIATE")
-                item: tuple[Callable[[Transaction], Any], Future[Any]] | None = first
-                while item is not None:
-                    self._unit(item, done)
-                    item = self._next() if len(done) < self.MAX_UNITS else None
-                conn.execute("COMMIT" if done else "ROLLBACK")
-        except BaseException as exc:  # the commit failed: nothing of this group was saved
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            for future, _ in done:
-                future.set_exception(exc)
-            if not done and not first[1].done():
-                first[1].set_exception(exc)
-            return
-        for future, result in done:
-            future.set_result(result)
-
-    def _next(self) -> tuple[Callable[[Transaction], Any], Future[Any]] | None:
-        try:
-            item = self._queue.get_nowait()
-        except queue.Empty:
-            return None
-        if item is None:
-            self._queue.put(None)  # stop after this group
-        return item
-
-    def _unit(self, item: tuple[Callable[[Transaction], Any], Future[Any]],
-              done: list[tuple[Future[Any], Any]]) -> None:
-        work, future = item
-        conn = self._session.conn
-        conn.execute("SAVEPOINT unit")
-        try:
-            with self._guard():
-                result = work(self._session)
-        except BaseException as exc:
-            conn.execute("ROLLBACK TO unit")
-            conn.execute("RELEASE unit")
-            future.set_exception(exc)
-            return
-        conn.execute("RELEASE unit")
-        done.append((future, result))
 
 
 __all__ = ["SqliteStore", "path_from_url"]

@@ -62,6 +62,7 @@ def serve(**options: object) -> None:
         raise click.ClickException(
             f"cannot open the database {redact(settings.database_url)}: "
             f"{redact(str(exc))}") from None
+    _audit_key(settings)
     if settings.load_definitions:
         _install_definitions(settings)
     click.echo(f"fhirhub {__version__} starting: FHIR R4 at http://{settings.host}:{settings.port}/fhir "
@@ -104,7 +105,10 @@ def import_(files: tuple[Path, ...], database_url: str | None, group: int,
         for path in files:
             task = progress.add_task(path.name, total=_uncompressed_size(path))
             importer.progress = partial(progress.advance, task)
+            before = (sum(importer.report.resources.values()), len(importer.report.errors))
             report = importer.run(path)
+            _audit_import(engine, path, sum(report.resources.values()) - before[0],
+                          len(report.errors) - before[1])
     totals = dict(report.resources)
     errors = report.errors
     engine.store.close()
@@ -241,6 +245,40 @@ def _install_definitions(settings: Settings) -> None:
         engine.store.close()
 
 
+def _audit_key(settings: Settings) -> None:
+    """The audit log's signing key must be usable before the server takes a request."""
+    from fhirhub.audit.signing import load_or_create_key
+
+    existed = settings.audit_key_path.exists()
+    try:
+        load_or_create_key(settings.audit_key_path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(
+            f"cannot use the audit signing key {settings.audit_key_path}: {exc}") from None
+    if not existed:
+        click.echo(f"Created the audit signing key {settings.audit_key_path}: keep a copy "
+                   "away from the database (fhirhub audit verify needs its public half)",
+                   err=True)
+
+
+def _audit_import(engine: Any, path: Path, resources: int, errors: int) -> None:
+    """One audit record for each file imported from the command line."""
+    import getpass
+    import uuid
+
+    from fhirhub.audit.auditor import Exchange
+    from fhirhub.audit.outbound import now_instant
+    from fhirhub.audit.record import MINOR_FAILURE, SUCCESS, AuditRecord
+
+    record = AuditRecord(
+        id=str(uuid.uuid4()), recorded=now_instant(), kind="system", interaction="import",
+        outcome=MINOR_FAILURE if errors else SUCCESS, request_id=str(uuid.uuid4()),
+        user=getpass.getuser(), user_agent=f"fhirhub-cli/{__version__}",
+        detail=f"fhirhub import {path.name} ({path.stat().st_size} bytes): {resources} "
+               f"resources written, {errors} line(s) refused")
+    engine.auditor.log([Exchange(record)])
+
+
 def _uncompressed_size(path: Path) -> int | None:
     if path.suffix != ".gz":
         return path.stat().st_size
@@ -249,5 +287,9 @@ def _uncompressed_size(path: Path) -> int | None:
     with gzip.open(path, "rb") as fh:
         return sum(len(chunk) for chunk in iter(lambda: fh.read(1 << 20), b""))
 
+
+from fhirhub.cli.audit import audit  # noqa: E402  (the group is defined above)
+
+main.add_command(audit)
 
 __all__ = ["main"]
