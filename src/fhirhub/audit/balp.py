@@ -152,10 +152,12 @@ def audit_event(record: AuditRecord, base_url: str | None = None) -> dict[str, A
     (the server agent's network address, and needed for a BALP profile claim)."""
     outcome = _outcome_resource(record)
     entities = _entities(record, outcome is not None)
-    event: Json = {"resourceType": "AuditEvent", "id": record.id}
+    # One version, never updated: it was last updated when it was recorded.
+    meta: Json = {"versionId": "1", "lastUpdated": record.recorded}
+    event: Json = {"resourceType": "AuditEvent", "id": record.id, "meta": meta}
     profile = _profile(record, base_url, entities)
     if profile is not None:
-        event["meta"] = {"profile": [profile]}
+        meta["profile"] = [profile]
     if outcome is not None:
         event["contained"] = [outcome]
     event["type"] = _type(record)

@@ -302,9 +302,7 @@ def _export_line(row: AuditRow, fmt: str) -> str:
     from fhirhub.audit.balp import audit_event
     from fhirhub.audit.record import AuditRecord
 
-    event = audit_event(AuditRecord.from_json(row.record))
-    event["meta"] = {**event.get("meta", {}), "versionId": "1", "lastUpdated": row.recorded}
-    return orjson.dumps(event).decode() + "\n"
+    return orjson.dumps(audit_event(AuditRecord.from_json(row.record))).decode() + "\n"
 
 
 class _open:

@@ -61,9 +61,7 @@ def _one(engine: Engine, audit_id: str) -> AuditRow:
 
 
 def _event(row: AuditRow, base_url: str) -> Json:
-    event = audit_event(AuditRecord.from_json(row.record), base_url)
-    event["meta"] = {**event.get("meta", {}), "versionId": "1", "lastUpdated": row.recorded}
-    return event
+    return audit_event(AuditRecord.from_json(row.record), base_url)
 
 
 def search(engine: Engine, req: FhirRequest, r: Route) -> FhirResponse:

@@ -7,15 +7,13 @@ import copy
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from fhirhub.audit.auditor import Auditor
 from fhirhub.audit.outbound import Cause
 from fhirhub.config import ConfigError, Settings
-from fhirhub.engine import audit_events, auditing, bundles, interactions, reading
-from fhirhub.engine.auditing import AuditTrail
+from fhirhub.engine import audit_events, bundles, interactions, reading
+from fhirhub.engine.answering import Answering
 from fhirhub.engine.capabilities import capability_statement
 from fhirhub.engine.clock import instant_ago, now_instant
 from fhirhub.engine.crud import WriteContext
@@ -23,18 +21,14 @@ from fhirhub.engine.formats import (
     CONTENT_TYPE,
     apply_view,
     parse_body,
-    parse_elements,
     render,
-    response_format,
-    summary_mode,
 )
 from fhirhub.engine.outcome import error_outcome, status_of
 from fhirhub.engine.profiles import StoredProfiles
-from fhirhub.engine.request import FhirRequest, FhirResponse
+from fhirhub.engine.request import FhirRequest, FhirResponse, WireResponse
 from fhirhub.engine.router import Route, route
 from fhirhub.engine.search_params import StoredSearchParameters, check_search_parameter
 from fhirhub.errors import (
-    BusyError,
     ConflictError,
     FaultError,
     FhirError,
@@ -55,19 +49,9 @@ from fhirhub.store.base import RememberedResponse, Transaction
 log = logging.getLogger("fhirhub.engine")
 
 View = tuple[Any, frozenset[str] | None]  # (_summary mode, _elements)
-_PLAIN: View = (None, None)
-_DONE: Future[None] = Future()
-_DONE.set_result(None)
 
 
-@dataclass
-class WireResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class Engine:
+class Engine(Answering):
     """FHIR interactions over one store. Thread-safe."""
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
@@ -109,84 +93,6 @@ class Engine:
         }
 
     # -- the request cycle -----------------------------------------------------------------------
-
-    def respond(self, req: FhirRequest) -> WireResponse:
-        """Handle a request and render its response, never raising; return once its audit
-        record is durable (see :meth:`answer`)."""
-        wire, durable = self.answer(req)
-        return self.await_audit(req, wire, durable)
-
-    def answer(self, req: FhirRequest) -> tuple[WireResponse, Future[None]]:
-        """Handle a request and render its response, never raising, with a future that
-        completes once the request's audit record is durable: the response must not be
-        sent before. (A write's record committed with the write: that future is done.)
-        The response-shaping parameters are checked first, so a bad one refuses the
-        request before any write."""
-        trail = req.trail = AuditTrail()
-        try:
-            fmt = response_format(req.param("_format"), req.header("accept"))
-            view: View = (summary_mode(req.param("_summary")),
-                          parse_elements(req.param("_elements")))
-        except FhirError as error:
-            response = self.error_response(error)
-            return self._audited(req, response, self._render(req, response, "json", _PLAIN))
-        trail.render = lambda response: self._render(req, response, fmt, view)
-        response = self.handle(req)
-        if trail.rendered is not None and trail.rendered[0] is response:
-            self._committed(req, response)
-            return trail.rendered[1], _DONE  # rendered and audited in the write's transaction
-        return self._audited(req, response, self._render_safely(req, response, fmt, view))
-
-    def _committed(self, req: FhirRequest, response: FhirResponse) -> None:
-        """Tell the listeners about a write that has committed (with its audit record)."""
-        cause = Cause(req.trail.id, req.request_id or None, req.correlation_id)
-        for listener in self.listeners:
-            try:
-                listener(cause, req, response)
-            except Exception:
-                log.exception("a listener failed after request %s", req.request_id)
-
-    def refused(self, req: FhirRequest, error: FhirError) -> tuple[WireResponse, Future[None]]:
-        """The answer to a request refused before the engine could take it (the web
-        layer's own checks), audited like any other."""
-        req.trail = req.trail or AuditTrail()
-        response = self.error_response(error)
-        return self._audited(req, response, self._render(req, response, "json", _PLAIN))
-
-    def await_audit(self, req: FhirRequest, wire: WireResponse,
-                    durable: Future[None]) -> WireResponse:
-        try:
-            durable.result()
-        except Exception:
-            return self.audit_failed(req)
-        return wire
-
-    def audit_failed(self, req: FhirRequest) -> WireResponse:
-        """The answer when a request's audit record could not be written: nothing is
-        disclosed without its record (the record of a change commits with the change, so
-        no change is left unrecorded either)."""
-        log.error("the audit record of request %s could not be written", req.request_id,
-                  exc_info=True)
-        error = BusyError("The audit log could not be written, so the request was not "
-                          f"answered; try again (X-Request-ID {req.request_id})")
-        return self._render(req, self.error_response(error), "json", _PLAIN)
-
-    def _render_safely(self, req: FhirRequest, response: FhirResponse, fmt: Any,
-                       view: View) -> WireResponse:
-        try:
-            return self._render(req, response, fmt, view)
-        except FhirError as error:
-            return self._render(req, self.error_response(error), "json", _PLAIN)
-        except Exception:
-            log.exception("rendering failed for request %s", req.request_id)
-            return self._render(req, self.fault(req), "json", _PLAIN)
-
-    def _audited(self, req: FhirRequest, response: FhirResponse,
-                 wire: WireResponse) -> tuple[WireResponse, Future[None]]:
-        trail: AuditTrail = req.trail
-        outcome = response.resource if response.status >= 400 else None
-        top = auditing.exchange(req, trail, wire.status, wire.body, outcome)
-        return wire, self.auditor.submit([top, *trail.children])
 
     def handle(self, req: FhirRequest) -> FhirResponse:
         try:
@@ -254,37 +160,6 @@ class Engine:
             return response
 
         return self.store.run([*keys, f"idem:{request_id}"], self._audited_write(req, idempotent))
-
-    def _audited_write(self, req: FhirRequest, work: Callable[[Transaction], FhirResponse]
-                       ) -> Callable[[Transaction], FhirResponse]:
-        """``work``, noting what it writes on the request's trail and appending the audit
-        record as the transaction's last step. A top-level request's response is rendered
-        here, so that the record digests the bytes the client will get; a Bundle entry's
-        record joins the records of its own transaction."""
-        trail: AuditTrail | None = req.trail
-        if trail is None:
-            return work
-
-        def audited(tx: Transaction) -> FhirResponse:
-            before = len(trail.children)
-            try:
-                response = work(auditing.recording(tx, trail))
-                if trail.render is None:  # a batch entry: its own transaction
-                    self.auditor.append(tx, [auditing.entry_exchange(req, trail, response),
-                                             *trail.children[before:]])
-                    trail.committed = True
-                    return response
-                wire = trail.render(response)
-                outcome = response.resource if response.status >= 400 else None
-                self.auditor.append(tx, [auditing.exchange(req, trail, wire.status, wire.body,
-                                                           outcome), *trail.children])
-            except BaseException:
-                del trail.children[before:]  # they described what is rolled back
-                raise
-            trail.rendered = (response, wire)
-            return response
-
-        return audited
 
     def _idempotency(self, req: FhirRequest) -> tuple[str, str]:
         """The body digest a retry must match, and the oldest instant still remembered."""

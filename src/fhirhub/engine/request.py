@@ -72,4 +72,13 @@ class FhirResponse:
         return self.resource is not None or self.json_body is not None
 
 
-__all__ = ["FhirRequest", "FhirResponse"]
+@dataclass
+class WireResponse:
+    """A response as it goes on the wire: status, headers, body bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+__all__ = ["FhirRequest", "FhirResponse", "WireResponse"]
