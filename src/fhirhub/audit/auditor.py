@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from fhirhub.audit.record import AuditRecord, entry_of
 from fhirhub.audit.redact import redact
 from fhirhub.config import Settings
-from fhirhub.store.audit import AuditEntry
+from fhirhub.store.audit import AuditAppend, AuditEntry
 from fhirhub.store.base import Store, Transaction
 
 
@@ -48,8 +48,9 @@ class Auditor:
         in, and the bodies kept as configured."""
         record = exchange.record
         req, resp = exchange.request_body, exchange.response_body
-        record = replace(record, request_sha256=record.request_sha256 or sha256(req or None),
-                         response_sha256=record.response_sha256 or sha256(resp or None))
+        if (req and not record.request_sha256) or (resp and not record.response_sha256):
+            record = replace(record, request_sha256=record.request_sha256 or sha256(req or None),
+                             response_sha256=record.response_sha256 or sha256(resp or None))
         if self.bodies == "off" or not (req or resp):
             return entry_of(record)
         keep = (lambda b: b) if self.bodies == "full" else redact
@@ -65,8 +66,7 @@ class Auditor:
     def submit(self, exchanges: Sequence[Exchange]) -> Future[None]:
         """Commit records on their own (group commit); the future completes once they
         are durable, or fails if they could not be written."""
-        entries = [self.entry(e) for e in exchanges]
-        return self.store.submit(lambda tx: tx.append_audit(entries))
+        return self.store.submit(AuditAppend([self.entry(e) for e in exchanges]))
 
     def log(self, exchanges: Sequence[Exchange]) -> None:
         """Commit records on their own and wait until they are durable."""

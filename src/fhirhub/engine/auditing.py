@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from fhirhub.audit import patients as patients_of
@@ -33,14 +32,6 @@ _INTERACTIONS = {
     "compartment": "search", "history-instance": "history", "history-type": "history",
     "history-system": "history",
 }
-
-
-@dataclass
-class Wire:
-    """A rendered response, as the audit log digests it."""
-
-    status: int
-    body: bytes
 
 
 class AuditTrail:
@@ -107,7 +98,8 @@ def recording(tx: Transaction, trail: AuditTrail | None) -> Transaction:
 
 
 def record(req: FhirRequest, trail: AuditTrail, status: int, *,
-           outcome: Json | None = None, kind: str = "rest") -> AuditRecord:
+           outcome: Json | None = None, kind: str = "rest", request_sha256: str | None = None,
+           response_sha256: str | None = None) -> AuditRecord:
     """The audit record of a request (or a Bundle entry) that was answered ``status``."""
     r = trail.route
     interaction = "unknown"
@@ -127,12 +119,15 @@ def record(req: FhirRequest, trail: AuditTrail, status: int, *,
         patients=tuple(patients_of.unique(trail.patients)),
         entities=tuple(trail.entities.values()),
         outcome_resource=outcome if status >= 400 else None,
+        request_sha256=request_sha256, response_sha256=response_sha256,
     )
 
 
 def exchange(req: FhirRequest, trail: AuditTrail, status: int, body: bytes,
              outcome: Json | None = None) -> Exchange:
-    return Exchange(record(req, trail, status, outcome=outcome), req.body or None, body or None)
+    rec = record(req, trail, status, outcome=outcome, request_sha256=sha256(req.body or None),
+                 response_sha256=sha256(body or None))
+    return Exchange(rec, req.body or None, body or None)
 
 
 def entry_exchange(req: FhirRequest, trail: AuditTrail, response: FhirResponse) -> Exchange:
@@ -146,8 +141,8 @@ def entry_exchange(req: FhirRequest, trail: AuditTrail, response: FhirResponse) 
         body = fjson.dumps(response.resource)
     sent = fjson.dumps(req.parsed) if isinstance(req.parsed, dict) else None
     outcome = response.resource if response.status >= 400 else None
-    rec = replace(record(req, trail, response.status, outcome=outcome),
-                  request_sha256=sha256(sent), response_sha256=sha256(body))
+    rec = record(req, trail, response.status, outcome=outcome, request_sha256=sha256(sent),
+                 response_sha256=sha256(body))
     return Exchange(rec)
 
 

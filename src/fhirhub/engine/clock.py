@@ -8,7 +8,9 @@ from email.utils import format_datetime
 
 def now_instant() -> str:
     """Now as a FHIR instant, fixed width, microseconds, UTC: 2026-11-24T05:40:00.123456Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime; with a UTC datetime and
+    # microseconds it is fixed width, "+00:00" standing for the "Z".
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def instant_ago(seconds: int) -> str:

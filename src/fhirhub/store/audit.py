@@ -16,7 +16,9 @@ queue behind one another. Every chain starts from :data:`GENESIS`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 GENESIS = "0" * 64
 SQLITE_CHAINS = 1
@@ -112,6 +114,21 @@ class AuditPage:
     total: int | None = None
 
 
+class AuditAppend:
+    """A unit of work that appends audit records: ``store.submit(AuditAppend(entries))``.
+    A group committer merges the ones waiting together into a single append (one chain
+    head, one insert per table), which is what keeps the records of many concurrent reads
+    cheap; alone, it is an ordinary unit."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: Sequence[AuditEntry]) -> None:
+        self.entries = entries
+
+    def __call__(self, tx: Any) -> None:
+        tx.append_audit(self.entries)
+
+
 def link_hash(prev_hash: str, chain: int, chain_seq: int, record: bytes) -> str:
     """The digest of one chain position: the one before it, where it stands, and what it
     holds. Moving, removing or inserting a record changes every digest after it."""
@@ -125,6 +142,7 @@ __all__ = [
     "GENESIS",
     "PG_CHAINS",
     "SQLITE_CHAINS",
+    "AuditAppend",
     "AuditBody",
     "AuditEntry",
     "AuditPage",

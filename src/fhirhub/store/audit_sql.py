@@ -52,18 +52,30 @@ def append(conn: Connection, dialect: str, entries: Sequence[AuditEntry]) -> Non
                    for part, mode, content in e.bodies]
         prev = digest
     with conn.batch():
-        conn.executemany(
-            "INSERT INTO audit_event (chain, chain_seq, id, recorded, interaction, outcome,"
-            " request_id, correlation_id, client, user_id, record, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
-        if refs:
-            conn.executemany("INSERT INTO audit_ref (key, chain, chain_seq, recorded)"
-                             " VALUES (?, ?, ?, ?)", refs)
-        if bodies:
-            conn.executemany("INSERT INTO audit_body (chain, chain_seq, part, mode, content,"
-                             " expires) VALUES (?, ?, ?, ?, ?, ?)", bodies)
+        _insert(conn, "audit_event (chain, chain_seq, id, recorded, interaction, outcome,"
+                " request_id, correlation_id, client, user_id, record, prev_hash, hash)", events)
+        _insert(conn, "audit_ref (key, chain, chain_seq, recorded)", refs)
+        _insert(conn, "audit_body (chain, chain_seq, part, mode, content, expires)", bodies)
         conn.execute("UPDATE audit_chain SET chain_seq = ?, hash = ? WHERE chain = ?",
                      (seq, prev, chain))
+
+
+_ROWS_PER_INSERT = 500
+
+
+def _insert(conn: Connection, into: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with one multi-row statement per few hundred rows rather than one
+    statement per row: a group of audit records is written in a handful of statements,
+    which matters when the committer thread shares the interpreter with busy request
+    threads (each statement gives the interpreter lock up and waits to get it back)."""
+    if not rows:
+        return
+    width = len(rows[0])
+    one = f"({', '.join('?' for _ in range(width))})"
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start:start + _ROWS_PER_INSERT]
+        conn.execute(f"INSERT INTO {into} VALUES {', '.join(one for _ in chunk)}",
+                     [v for row in chunk for v in row])
 
 
 def _take_head(conn: Connection, dialect: str) -> tuple[int, int, str]:

@@ -27,6 +27,10 @@ from fhirhub.store.search_sql import SearchCompiler
 from fhirhub.store.session import SessionReads, SqlSession, row_to_version
 
 T = TypeVar("T")
+# Group-commit threads per process: several groups commit at once and PostgreSQL flushes
+# their WAL together, so small units (audit records of reads) are not capped at one
+# commit round trip at a time.
+COMMITTERS = 4
 _MIGRATION_LOCK = 0x46484952  # "FHIR": serialises schema creation between processes
 
 
@@ -135,7 +139,7 @@ class PostgresStore(SessionReads, Store):
         with self._committer_lock:
             if self._committer is None:
                 self._committer = GroupCommitter(self._group_transaction, self._guard,
-                                                 "fhirhub-pg-committer")
+                                                 "fhirhub-pg-committer", threads=COMMITTERS)
         return self._committer.submit(work)
 
     def purge_audit_bodies(self, before: str) -> int:

@@ -1,7 +1,11 @@
 """The SQLite backend: the default, embedded, zero set-up.
 
-Durability: WAL journal with ``synchronous=FULL``, so a transaction that has committed
-(and so every 2xx) survives a crash of the server process and of the machine.
+Durability: WAL journal. The group-commit writer commits with ``synchronous=NORMAL`` and
+then flushes the WAL itself (``fdatasync``) before any caller is told, once for every
+group committed since the last flush, so the write lock is never held across a disk
+flush; every answer the server gives (and every 2xx) comes after the flush that covers
+everything committed before it, and survives a crash of the process and of the machine.
+Other connections keep ``synchronous=FULL``.
 Concurrency: one writer at a time (SQLite's rule). Writers queue on a thread lock (within a
 process) and an exclusive ``flock`` on ``<db>.writelock`` (across worker processes) before
 ``BEGIN IMMEDIATE``: the kernel wakes the next writer the moment the lock is free, where
@@ -74,7 +78,16 @@ class SqliteStore(SessionReads, Store):
             # high-water size on disk.
             writer.execute("PRAGMA journal_size_limit=67108864")
         self._writer_session = SqlSession(writer, self._compiler)
-        self._writer = GroupCommitter(self._writer_transaction, self._guard, "fhirhub-writer")
+        self._wal_fd = -1
+        sync = None
+        if not self._memory:
+            # The writer commits without flushing, so the write lock is never held across
+            # a disk flush; the committer's syncer flushes the WAL before any caller hears
+            # of the commit (see store/_group.py), one flush for every group since the last.
+            writer.execute("PRAGMA synchronous=NORMAL")
+            sync = self._sync_wal
+        self._writer = GroupCommitter(self._writer_transaction, self._guard, "fhirhub-writer",
+                                      sync=sync)
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if not self._memory:
@@ -209,6 +222,14 @@ class SqliteStore(SessionReads, Store):
                 raise
             session.conn.execute("COMMIT")
 
+    def _sync_wal(self) -> None:
+        """Make every commit so far durable: flush the WAL file to disk. A commit's frames
+        are either still in the WAL (flushed here) or were checkpointed into the database
+        file, which a checkpoint flushes before the WAL can be reused."""
+        if self._wal_fd < 0:
+            self._wal_fd = os.open(f"{self._target}-wal", os.O_RDONLY)
+        os.fdatasync(self._wal_fd)
+
     @contextmanager
     def _writer_transaction(self) -> Iterator[SqlSession]:
         session = self._writer_session
@@ -279,6 +300,9 @@ class SqliteStore(SessionReads, Store):
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
+        if self._wal_fd >= 0:
+            os.close(self._wal_fd)
+            self._wal_fd = -1
 
 
 def _conn_of(tx: Transaction) -> Any:
