@@ -119,6 +119,9 @@ def acknowledged_writes_survive_sigkill(db_url: str, workdir: Path) -> None:
             assert status == 200, (rid, body)
             assert body["name"][0]["family"] == f"Crash{n}"
             assert body["meta"]["versionId"] == "1"
+            # ... and so did its audit record, committed with it.
+            status, found = call("GET", f"{base}/AuditEvent?entity=Patient/{rid}&subtype=create")
+            assert status == 200 and len(found.get("entry", [])) == 1, (rid, found)
 
 
 def test_acknowledged_creates_survive_sigkill_on_sqlite(tmp_path: Path) -> None:
