@@ -119,7 +119,9 @@ def show(request_id: str, database_url: str | None, as_json: bool) -> None:
             for row in rows:
                 click.echo(row.record.decode())
             return
-        console = _console()
+        from rich.console import Console
+
+        console = Console(highlight=False, soft_wrap=True)  # the command's output: stdout
         for row in rows:
             _story(console, store, row)
     finally:
