@@ -92,6 +92,18 @@ def test_failed_requests_are_audited_with_their_operation_outcome(
     assert rec.outcome_resource == r.json()
 
 
+def test_a_conditional_create_that_finds_a_match_records_the_resource_returned(
+        client: TestClient) -> None:
+    pid = client.post("/fhir/Patient", json=patient(nhs="9434765919"), headers=H).json()["id"]
+    rid = _rid()
+    r = client.post("/fhir/Patient", json=patient(nhs="9434765919"), headers={
+        **H, "X-Request-ID": rid, "If-None-Exist": f"identifier={NHS}|9434765919"})
+    assert r.status_code == 200
+    rec = _only(client, rid)
+    assert [e.reference for e in rec.entities] == [f"Patient/{pid}"]
+    assert rec.patients[0].nhs_number == "9434765919"
+
+
 def test_a_refused_write_leaves_a_failure_record_and_no_change(client: TestClient) -> None:
     rid = _rid()
     bad = {**patient(), "gender": "sometimes"}
@@ -274,6 +286,11 @@ def test_an_unknown_audit_search_parameter_is_refused_when_strict(client: TestCl
     assert r.status_code == 400
     lenient = client.get("/fhir/AuditEvent", params={"nonsense": "1"}).json()
     assert lenient["entry"][-1]["search"]["mode"] == "outcome"
+
+
+def test_a_system_search_for_audit_events_points_to_their_endpoint(client: TestClient) -> None:
+    r = client.get("/fhir", params={"_type": "AuditEvent"})
+    assert r.status_code == 400 and "/AuditEvent" in r.text
 
 
 def test_a_bad_audit_search_value_is_a_400(client: TestClient) -> None:

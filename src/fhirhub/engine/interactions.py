@@ -100,6 +100,7 @@ def create(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
         if criteria:
             existing = crud.single_match(engine.ctx, tx, rtype, criteria)
             if existing is not None:
+                req.note_read((existing,))
                 headers = version_headers(existing, req.base_url, location=True)
                 found = FhirResponse(200, json_body=existing.body, headers=headers)
                 return shaped(req, found, f"{rtype}/{existing.id} already matches; not created")

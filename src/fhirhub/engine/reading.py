@@ -46,6 +46,10 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
         types = () if route.compartment_type == "*" else (route.compartment_type or "",)
     else:
         types = _type_param(params)
+        if "AuditEvent" in types:
+            raise InvalidError("AuditEvents (the audit log) are searched at their own endpoint, "
+                               "[base]/AuditEvent?…, not in a system search",
+                               spine_code="INVALID_PARAMETER")
     strict = req.prefer.get("handling") == "strict"
     query, issues = engine.parse_search(types, params, strict)
     if route.interaction == "compartment":
