@@ -36,8 +36,17 @@ def _traffic(settings: Settings) -> list[str]:
     return ids
 
 
+_KEY: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _signing_key(tmp_path: Path) -> None:
+    """The commands' signing key in the test's own directory, never in ./data."""
+    _KEY["FHIRHUB_AUDIT_SIGNING_KEY"] = str(tmp_path / "audit-key.pem")
+
+
 def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["audit", *args])
+    result = CliRunner().invoke(main, ["audit", *args], env=_KEY)
     return result.exit_code, result.output
 
 
