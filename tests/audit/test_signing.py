@@ -21,8 +21,8 @@ from fhirhub.audit.checkpoints import (
     decode_payload,
     make_checkpoint,
 )
-from fhirhub.audit.outbound import now_instant
 from fhirhub.audit.record import AuditRecord, entry_of
+from fhirhub.audit.record import instant as now_instant
 from fhirhub.audit.signing import (
     key_id,
     load_or_create_key,

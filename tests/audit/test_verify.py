@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fhirhub.audit.checkpoints import make_checkpoint
-from fhirhub.audit.outbound import now_instant
 from fhirhub.audit.record import AuditRecord, Entity, PatientRef, entry_of
+from fhirhub.audit.record import instant as now_instant
 from fhirhub.audit.signing import load_or_create_key
 from fhirhub.audit.verify import NOT_COVERED, Problem, VerifyReport, verify
 from fhirhub.config import Settings

@@ -93,7 +93,7 @@ class FhirApp:
     async def _checkpoints(self) -> None:
         """Sign a checkpoint of the audit chains' heads every so often (and at start)."""
         from fhirhub.audit.checkpoints import make_checkpoint
-        from fhirhub.audit.outbound import now_instant
+        from fhirhub.audit.record import instant
         from fhirhub.audit.signing import load_or_create_key
 
         loop = asyncio.get_running_loop()
@@ -102,7 +102,7 @@ class FhirApp:
         while True:
             try:
                 await loop.run_in_executor(self._pool, lambda: make_checkpoint(
-                    self.engine.store, key, now_instant()))
+                    self.engine.store, key, instant()))
             except FhirError:
                 log.warning("signing an audit checkpoint failed; will retry", exc_info=True)
             await asyncio.sleep(self.settings.audit_checkpoint_seconds)

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from fhirhub.audit.record import AuditRecord, entry_of
+from fhirhub.audit.record import AuditRecord, entry_of, instant
 from fhirhub.audit.redact import redact
 from fhirhub.config import Settings
 from fhirhub.store.audit import AuditAppend, AuditEntry
@@ -56,7 +56,7 @@ class Auditor:
         keep = (lambda b: b) if self.bodies == "full" else redact
         kept = tuple((part, self.bodies, keep(body)) for part, body in
                      (("request", req), ("response", resp)) if body)
-        expires = (datetime.now(UTC) + self.retention).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        expires = instant(datetime.now(UTC) + self.retention)
         return entry_of(record, bodies=kept, body_expires=expires)
 
     def append(self, tx: Transaction, exchanges: Sequence[Exchange]) -> None:
@@ -74,8 +74,7 @@ class Auditor:
 
     def purge_bodies(self) -> int:
         """Drop kept bodies whose retention has ended."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return self.store.purge_audit_bodies(now)
+        return self.store.purge_audit_bodies(instant())
 
 
 __all__ = ["Auditor", "Exchange", "sha256"]

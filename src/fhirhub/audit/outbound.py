@@ -15,11 +15,16 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 from fhirhub.audit.auditor import Auditor, Exchange
-from fhirhub.audit.record import MAJOR_FAILURE, SERIOUS_FAILURE, AuditRecord, outcome_of
+from fhirhub.audit.record import (
+    MAJOR_FAILURE,
+    SERIOUS_FAILURE,
+    AuditRecord,
+    instant,
+    outcome_of,
+)
 
 log = logging.getLogger("fhirhub.audit.outbound")
 
@@ -56,10 +61,6 @@ class Channel(Protocol):
     def deliver(self, message: OutboundMessage) -> Reply: ...
 
 
-def now_instant() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def send(auditor: Auditor, channel: Channel, message: OutboundMessage, cause: Cause) -> Reply:
     """Deliver ``message`` over ``channel`` and audit it (durably) before returning the
     reply. A channel that raises is a delivery that failed: recorded, then re-raised."""
@@ -80,7 +81,7 @@ def acknowledged(auditor: Auditor, channel: str, message_record_id: str, cause: 
                  status: int, body: bytes = b"", detail: str | None = None) -> str:
     """Record an acknowledgement that came back later for a message sent earlier."""
     record = AuditRecord(
-        id=str(uuid.uuid4()), recorded=now_instant(), kind="outbound", interaction="ack",
+        id=str(uuid.uuid4()), recorded=instant(), kind="outbound", interaction="ack",
         outcome=outcome_of(status), status=status, request_id=cause.request_id,
         correlation_id=cause.correlation_id, parent=message_record_id, channel=channel,
         detail=detail)
@@ -98,7 +99,7 @@ def _record(record_id: str, channel: str, message: OutboundMessage, cause: Cause
     if reply.error:
         detail = f"{detail}: {reply.error}" if detail else reply.error
     return AuditRecord(
-        id=record_id, recorded=now_instant(), kind="outbound", interaction="send",
+        id=record_id, recorded=instant(), kind="outbound", interaction="send",
         outcome=outcome, status=reply.status, request_id=cause.request_id,
         correlation_id=cause.correlation_id, parent=cause.record_id, channel=channel,
         destination=message.destination, detail=detail)

@@ -12,6 +12,7 @@ FHIR ``AuditEvent`` resources are rendered from records (:mod:`fhirhub.audit.bal
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -117,6 +118,13 @@ def _compact(value: Json) -> Json:
 _FIELDS = tuple(f.name for f in fields(AuditRecord))
 
 
+def instant(moment: datetime | None = None) -> str:
+    """``moment`` (default now) as a FHIR instant, UTC, fixed width (text order is time
+    order): 2026-11-24T05:40:00.123456Z."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
 def outcome_of(status: int) -> str:
     """AuditEvent.outcome for an HTTP status: a client error is a minor failure (the
     request was refused, nothing went wrong), a server error a serious one."""
@@ -156,4 +164,5 @@ def entry_of(record: AuditRecord, canonical: bytes | None = None, *,
 
 
 __all__ = ["ACTIONS", "KINDS", "MAJOR_FAILURE", "MINOR_FAILURE", "SERIOUS_FAILURE", "SUCCESS",
-           "AuditRecord", "Entity", "PatientRef", "entry_of", "outcome_of", "ref_keys"]
+           "AuditRecord", "Entity", "PatientRef", "entry_of", "instant", "outcome_of",
+           "ref_keys"]

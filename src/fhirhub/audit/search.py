@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from fhirhub.audit.record import ACTIONS
 from fhirhub.errors import InvalidError
 from fhirhub.search._parse_values import BadValue, date, reference, split, token
+from fhirhub.search.types import Predicate, SearchQuery, TokenValue
 from fhirhub.store.audit import AuditQuery
+from fhirhub.store.base import Reader
 
 NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
 RESTFUL = "http://hl7.org/fhir/restful-interaction"
@@ -191,6 +193,13 @@ def _token_field(name: str, values: list[str]) -> tuple[str, tuple[str, ...]]:
     return column[name], tuple(codes)
 
 
+def patients_with_nhs(reader: Reader, number: str) -> list[str]:
+    """References of the Patients holding NHS number ``number`` (at most 100)."""
+    query = SearchQuery(("Patient",), predicates=(Predicate(
+        "identifier", "token", None, (TokenValue(NHS_NUMBER, number),)),), count=100)
+    return [f"Patient/{v.id}" for v in reader.search(query).matches]
+
+
 def is_nhs_number(text: str) -> bool:
     """Ten digits whose last is the Modulus 11 check digit of the other nine."""
     if len(text) != 10 or not text.isdigit():
@@ -201,4 +210,4 @@ def is_nhs_number(text: str) -> bool:
     return check != 10 and check == int(text[9])
 
 
-__all__ = ["PARAMS", "Parsed", "is_nhs_number", "parse"]
+__all__ = ["PARAMS", "Parsed", "is_nhs_number", "parse", "patients_with_nhs"]

@@ -267,11 +267,10 @@ def _audit_import(engine: Any, path: Path, resources: int, errors: int) -> None:
     import uuid
 
     from fhirhub.audit.auditor import Exchange
-    from fhirhub.audit.outbound import now_instant
-    from fhirhub.audit.record import MINOR_FAILURE, SUCCESS, AuditRecord
+    from fhirhub.audit.record import MINOR_FAILURE, SUCCESS, AuditRecord, instant
 
     record = AuditRecord(
-        id=str(uuid.uuid4()), recorded=now_instant(), kind="system", interaction="import",
+        id=str(uuid.uuid4()), recorded=instant(), kind="system", interaction="import",
         outcome=MINOR_FAILURE if errors else SUCCESS, request_id=str(uuid.uuid4()),
         user=getpass.getuser(), user_agent=f"fhirhub-cli/{__version__}",
         detail=f"fhirhub import {path.name} ({path.stat().st_size} bytes): {resources} "

@@ -137,14 +137,14 @@ def patient(patient: str, database_url: str | None, since: str | None, as_json: 
     """Who read or changed a patient's record, when, how and for what (PATIENT: an NHS
     number or Patient/[id])."""
     from fhirhub.audit.record import AuditRecord
-    from fhirhub.audit.search import is_nhs_number
+    from fhirhub.audit.search import is_nhs_number, patients_with_nhs
     from fhirhub.store.audit import AuditQuery
 
     _, store = _store(database_url)
     try:
         keys = [f"patient:{patient}" if "/" in patient else f"patient:Patient/{patient}"]
         if is_nhs_number(patient):
-            keys += [f"nhs:{patient}", *(f"patient:{r}" for r in _patients_with(store, patient))]
+            keys += [f"nhs:{patient}", *(f"patient:{r}" for r in patients_with_nhs(store, patient))]
         query = AuditQuery(refs=(tuple(dict.fromkeys(keys)),), oldest_first=True, count=PAGE,
                            recorded=((">=", _instant(since)),) if since else ())
         rows = list(_all(store, query))
@@ -215,12 +215,12 @@ def checkpoint(database_url: str | None) -> None:
     """Sign a checkpoint of every chain's head now (the server does so every
     FHIRHUB_AUDIT_CHECKPOINT_SECONDS)."""
     from fhirhub.audit.checkpoints import make_checkpoint
-    from fhirhub.audit.outbound import now_instant
+    from fhirhub.audit.record import instant
     from fhirhub.audit.signing import load_or_create_key
 
     settings, store = _store(database_url)
     try:
-        cp = make_checkpoint(store, load_or_create_key(settings.audit_key_path), now_instant(),
+        cp = make_checkpoint(store, load_or_create_key(settings.audit_key_path), instant(),
                              force=True)
     finally:
         store.close()
@@ -236,15 +236,6 @@ def _all(store: Store, query: AuditQuery) -> Iterator[AuditRow]:
         if page.next_cursor is None:
             return
         query = replace(query, cursor=page.next_cursor)
-
-
-def _patients_with(store: Store, number: str) -> list[str]:
-    from fhirhub.audit.search import NHS_NUMBER
-    from fhirhub.search.types import Predicate, SearchQuery, TokenValue
-
-    query = SearchQuery(("Patient",), predicates=(Predicate(
-        "identifier", "token", None, (TokenValue(NHS_NUMBER, number),)),), count=100)
-    return [f"Patient/{v.id}" for v in store.search(query).matches]
 
 
 def _instant(text: str) -> str:

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from fhirhub.audit import search as audit_search
 from fhirhub.audit.balp import audit_event
 from fhirhub.audit.record import AuditRecord
 from fhirhub.engine.clock import http_date, now_instant
 from fhirhub.engine.outcome import operation_outcome
+from fhirhub.engine.reading import last_param, page_url
 from fhirhub.engine.request import FhirRequest, FhirResponse
 from fhirhub.engine.router import Route
 from fhirhub.errors import InvalidError, Issue, NotAllowedError, NotFoundError
-from fhirhub.search.parse import parse_search
-from fhirhub.search.types import Predicate, TokenValue
 from fhirhub.store.audit import AuditQuery, AuditRow
 
 if TYPE_CHECKING:
@@ -73,10 +71,10 @@ def search(engine: Engine, req: FhirRequest, r: Route) -> FhirResponse:
                                spine_code="INVALID_REQUEST")
         params.append(("patient", f"Patient/{r.id}"))
     parsed = audit_search.parse(
-        params, count=engine.page_size(_last(params, "_count")), strict=strict,
-        patients_with_nhs=lambda number: _patients_with(engine, number))
+        params, count=engine.page_size(last_param(params, "_count")), strict=strict,
+        patients_with_nhs=lambda number: audit_search.patients_with_nhs(engine.store, number))
     query = parsed.query
-    summary_count = _last(params, "_summary") == "count"
+    summary_count = last_param(params, "_summary") == "count"
     try:
         page = engine.store.audit_search(query) if not summary_count else None
     except ValueError:
@@ -87,13 +85,17 @@ def search(engine: Engine, req: FhirRequest, r: Route) -> FhirResponse:
     if parsed.total:
         bundle["total"] = engine.store.audit_count(query)
     used = [(k, v) for k, v in params if k not in ("_cursor",) and k not in parsed.ignored]
-    links = [{"relation": "self", "url": _url(req, [*used, *_cursor(query.cursor)])},
-             {"relation": "first", "url": _url(req, used)}]
+
+    def url(params: list[tuple[str, str]]) -> str:
+        return page_url(req.base_url, req.path, params)
+
+    links = [{"relation": "self", "url": url([*used, *_cursor(query.cursor)])},
+             {"relation": "first", "url": url(used)}]
     entries: list[Json] = []
     if page is not None:
         if page.next_cursor:
             links.append({"relation": "next",
-                          "url": _url(req, [*used, ("_cursor", page.next_cursor)])})
+                          "url": url([*used, ("_cursor", page.next_cursor)])})
         entries = [{"fullUrl": f"{req.base_url}/AuditEvent/{row.id}",
                     "resource": _event(row, req.base_url), "search": {"mode": "match"}}
                    for row in page.rows]
@@ -108,16 +110,6 @@ def search(engine: Engine, req: FhirRequest, r: Route) -> FhirResponse:
     return FhirResponse(200, resource=bundle)
 
 
-def _patients_with(engine: Engine, number: str) -> list[str]:
-    """References of every Patient holding NHS number ``number``."""
-    query, _ = parse_search(("Patient",), [], strict=False, default_count=100, max_count=100)
-    from dataclasses import replace
-
-    query = replace(query, predicates=(Predicate(
-        "identifier", "token", None, (TokenValue(audit_search.NHS_NUMBER, number),)),))
-    return [f"Patient/{v.id}" for v in engine.store.search(query).matches]
-
-
 def _history(req: FhirRequest, event: Json) -> Json:
     entry = {"fullUrl": f"{req.base_url}/AuditEvent/{event['id']}", "resource": event,
              "request": {"method": "POST", "url": "AuditEvent"},
@@ -125,24 +117,12 @@ def _history(req: FhirRequest, event: Json) -> Json:
                           "lastModified": event["meta"]["lastUpdated"]}}
     return {"resourceType": "Bundle", "id": str(uuid.uuid4()),
             "meta": {"lastUpdated": now_instant()}, "type": "history",
-            "link": [{"relation": "self", "url": _url(req, list(req.query))}], "entry": [entry]}
+            "link": [{"relation": "self", "url": page_url(req.base_url, req.path, list(req.query))}],
+            "entry": [entry]}
 
 
 def _cursor(cursor: str | None) -> list[tuple[str, str]]:
     return [("_cursor", cursor)] if cursor else []
-
-
-def _last(params: list[tuple[str, str]], name: str) -> str | None:
-    found = None
-    for key, value in params:
-        if key == name:
-            found = value
-    return found
-
-
-def _url(req: FhirRequest, params: list[tuple[str, str]]) -> str:
-    url = f"{req.base_url}/{req.path}" if req.path else req.base_url
-    return f"{url}?{urlencode(params)}" if params else url
 
 
 __all__ = ["READ_ONLY", "handle", "search"]

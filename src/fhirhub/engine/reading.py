@@ -60,14 +60,14 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
         raise InvalidError(errors[0].diagnostics, issue_code=errors[0].code,
                            spine_code=errors[0].spine_code or "INVALID_PARAMETER",
                            issues=errors[1:])
-    summary = summary_mode(_last(params, "_summary"))
+    summary = summary_mode(last_param(params, "_summary"))
     if summary == "count":
         query = replace(query, total="accurate", count=0)
     query = resolve_code_sets(query, engine.store)
     page = engine.store.search(query)
     req.note_read(page.matches)
     req.note_read(page.included)
-    elements = parse_elements(_last(params, "_elements"))
+    elements = parse_elements(last_param(params, "_elements"))
     entries = [_entry(req, v, "match", summary, elements) for v in page.matches]
     entries += [_entry(req, v, "include", summary, elements) for v in page.included]
     warnings = [i for i in issues if i.severity not in ("error", "fatal")]
@@ -78,14 +78,14 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     # search.html#paging: self (this page), first, previous and next. Pages are keyset
     # positions, so a cursor link stays valid while data changes.
     here = [*used, ("_cursor", query.cursor)] if query.cursor else used
-    links = [{"relation": "self", "url": _url(req.base_url, path, here)},
-             {"relation": "first", "url": _url(req.base_url, path, used)}]
+    links = [{"relation": "self", "url": page_url(req.base_url, path, here)},
+             {"relation": "first", "url": page_url(req.base_url, path, used)}]
     if page.previous_cursor:
-        links.append({"relation": "previous", "url": _url(
+        links.append({"relation": "previous", "url": page_url(
             req.base_url, path, [*used, ("_cursor", page.previous_cursor)])})
     if page.next_cursor:
         links.append({"relation": "next",
-                      "url": _url(req.base_url, path, [*used, ("_cursor", page.next_cursor)])})
+                      "url": page_url(req.base_url, path, [*used, ("_cursor", page.next_cursor)])})
     bundle: Json = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
                     "meta": {"lastUpdated": now_instant()}, "type": "searchset"}
     if page.total is not None:
@@ -108,7 +108,7 @@ def _type_param(params: list[tuple[str, str]]) -> tuple[str, ...]:
     return tuple(types)
 
 
-def _last(params: list[tuple[str, str]], name: str) -> str | None:
+def last_param(params: list[tuple[str, str]], name: str) -> str | None:
     found = None
     for key, value in params:
         if key == name:
@@ -125,7 +125,7 @@ def _entry(req: FhirRequest, version: StoredVersion, mode: str, summary: Any,
             "resource": resource, "search": {"mode": mode}}
 
 
-def _url(base: str, path: str, params: list[tuple[str, str]]) -> str:
+def page_url(base: str, path: str, params: list[tuple[str, str]]) -> str:
     url = f"{base}/{path}" if path else base
     return f"{url}?{urlencode(params)}" if params else url
 
@@ -150,10 +150,10 @@ def history(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     req.note_read(v for v in page.versions if not v.deleted)
     entries = [_history_entry(req.base_url, v) for v in page.versions]
     kept = [(k, v) for k, v in req.query if k in ("_count", "_since", "_at", "_format")]
-    links = [{"relation": "self", "url": _url(req.base_url, req.path, list(req.query))}]
+    links = [{"relation": "self", "url": page_url(req.base_url, req.path, list(req.query))}]
     if page.next_cursor:
         links.append({"relation": "next",
-                      "url": _url(req.base_url, req.path, [*kept, ("_cursor", page.next_cursor)])})
+                      "url": page_url(req.base_url, req.path, [*kept, ("_cursor", page.next_cursor)])})
     bundle: Json = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
                     "meta": {"lastUpdated": now_instant()}, "type": "history", "link": links}
     if entries:
@@ -193,4 +193,4 @@ def _history_entry(base: str, v: StoredVersion) -> Json:
     return entry
 
 
-__all__ = ["history", "search"]
+__all__ = ["history", "last_param", "page_url", "search"]
