@@ -367,7 +367,7 @@ def profile(backend: str, reads: int) -> int:
     pg_db = "fhirhub_audit_profile"
     url = (f"sqlite:///{tmp}/db.sqlite3" if backend == "sqlite"
            else benchutil.pg_recreate_database(admin, pg_db))
-    engine = Engine(Settings(database_url=url, audit_signing_key=f"{tmp}/key.pem"))
+    engine = Engine(Settings(database_url=url, audit_signing_key=f"{tmp}/key.pem", auth="off"))
     rng = random.Random(1)
     nhs = loadgen.NhsNumberSequence(rng)
 

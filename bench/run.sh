@@ -20,6 +20,9 @@ cd "$ROOT"
 
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 FHIRHUB="${FHIRHUB:-$ROOT/.venv/bin/fhirhub}"
+# These benchmarks measure FHIR work, not token checks (bench/auth_bench.sh measures
+# those): the server runs with authorisation off unless the caller says otherwise.
+export FHIRHUB_AUTH="${FHIRHUB_AUTH:-off}"
 DURATION="${DURATION:-15}"
 WARMUP="${WARMUP:-3}"
 CLIENTS="${CLIENTS:-1 16}"

@@ -27,6 +27,9 @@ cd "$ROOT"
 
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 FHIRHUB="${FHIRHUB:-$ROOT/.venv/bin/fhirhub}"
+# These benchmarks measure FHIR work, not token checks (bench/auth_bench.sh measures
+# those): the server runs with authorisation off unless the caller says otherwise.
+export FHIRHUB_AUTH="${FHIRHUB_AUTH:-off}"
 BACKENDS="${BACKENDS:-sqlite postgresql}"
 SCALE="${SCALE:-1}"
 ALL_SCENARIOS="s-identifier s-family-birthdate s-obs-patient-code s-obs-patient-code-date"

@@ -27,7 +27,7 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Any]:
     from fhirhub.engine.engine import Engine
 
     settings = Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite3",
-                        audit_signing_key=str(tmp_path / "key.pem"))
+                        audit_signing_key=str(tmp_path / "key.pem"), auth="off")
     engine = Engine(settings)
     try:
         yield engine

@@ -61,14 +61,16 @@ def _truncate_pg(url: str) -> None:
 
 @pytest.fixture(params=BACKENDS)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Settings for an empty database of each backend."""
-    key = str(tmp_path / "audit-key.pem")
+    """Settings for an empty database of each backend, with authorisation off: these
+    fixtures serve the tests of what the server does; what it lets whom do is tested
+    with authorisation on (tests/auth, tests/api/test_security.py)."""
+    keys = {"audit_signing_key": str(tmp_path / "audit-key.pem"),
+            "auth_signing_key": str(tmp_path / "auth-key.pem"), "auth": "off"}
     if request.param == "sqlite":
-        return Settings(database_url=f"sqlite:///{tmp_path}/fhirhub.sqlite3",
-                        audit_signing_key=key)
+        return Settings(database_url=f"sqlite:///{tmp_path}/fhirhub.sqlite3", **keys)
     url: str = request.getfixturevalue("pg_database")
     _truncate_pg(url)
-    return Settings(database_url=url, pg_pool_size=8, audit_signing_key=key)
+    return Settings(database_url=url, pg_pool_size=8, **keys)
 
 
 @pytest.fixture
@@ -96,5 +98,25 @@ def client(settings: Settings) -> Iterator[TestClient]:
     from fhirhub.api import create_app
 
     app = create_app(settings)
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def secured_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """:func:`settings` with authorisation on, and the test NHS login and CIS2 issuers
+    trusted (tests/auth_support.py)."""
+    from tests.auth_support import issuers_file
+
+    return settings.with_(auth="on", auth_issuers=issuers_file(tmp_path))
+
+
+@pytest.fixture
+def secured(secured_settings: Settings) -> Iterator[TestClient]:
+    """An HTTP client on a fresh server with authorisation on, of each backend; the
+    server's engine is ``secured.app.engine``."""
+    from fhirhub.api import create_app
+
+    app = create_app(secured_settings)
     with TestClient(app, base_url="http://testserver") as c:
         yield c

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).parent.parent / "src" / "fhirhub"
-LAYERS = ["fhir", "search", "store", "audit", "engine", "bulk", "api", "cli"]
+LAYERS = ["fhir", "search", "store", "audit", "auth", "engine", "bulk", "api", "cli"]
 BASE = {"errors", "config", "__init__"}
 
 

@@ -254,7 +254,7 @@ MAIDEN_NAME_PARAMETER = {
 def seeded(db: str) -> Iterator[Engine]:
     """An engine on ``db`` holding five Patients and an Observation stored before the
     custom SearchParameter (searches through it see what the command did: no caches)."""
-    engine = Engine(Settings(database_url=db))
+    engine = Engine(Settings(database_url=db, auth="off"))
     try:
         for resource in [*(patient(f"p{n}", extension=[
                 {"url": MAIDEN_NAME, "valueString": f"Robinson{n}"}]) for n in range(5)),

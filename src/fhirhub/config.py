@@ -99,17 +99,63 @@ class Settings:
     audit_checkpoint_seconds: int = 60
     """How often each server process signs a checkpoint of the audit chains' heads."""
 
+    auth: str = "on"
+    """``on``: every request but the public discovery ones (``/metadata``,
+    ``/.well-known/smart-configuration``, the token endpoint and its JWK Set) needs a
+    bearer token, and is limited to what the token's scopes allow (docs/security.md).
+    ``off``: no checks at all, for local development and a sandbox only; the server then
+    says so at start-up, in an ``X-Fhirhub-Auth: off`` header on every response, and in
+    its CapabilityStatement."""
+
+    auth_signing_key: str = ""
+    """PEM file of the ECDSA P-256 key that signs the access tokens this server issues.
+    Empty means ``<database file>.auth-key.pem`` beside a SQLite database, or
+    ``data/auth-signing-key.pem`` for PostgreSQL; created at first start. Every server
+    process of a deployment must read the same file."""
+
+    auth_token_seconds: int = 300
+    """Lifetime of the access tokens the token endpoint issues."""
+
+    auth_assertion_max_seconds: int = 300
+    """How far ahead of now a client assertion's ``exp`` may be (SMART: 5 minutes)."""
+
+    auth_clock_skew_seconds: int = 30
+    """Clock difference tolerated when checking ``exp``, ``nbf`` and ``iat``."""
+
+    auth_jwks_urls: str = ""
+    """The JWKS URLs clients may register, comma-separated: a URL is allowed when it
+    equals an entry, or starts with an entry that ends in ``/``. Empty: clients must
+    register their keys inline."""
+
+    auth_issuers: str = ""
+    """JSON file of the trusted OpenID Connect issuers whose user tokens are accepted
+    (NHS login for patients, CIS2 for staff): issuer, audience, keys, claim mapping and
+    the scopes their users get (docs/security.md). Empty: none."""
+
     @property
     def audit_key_path(self) -> Path:
         """Where the audit signing key is (see :attr:`audit_signing_key`)."""
-        if self.audit_signing_key:
-            return Path(self.audit_signing_key)
+        return self._key_path(self.audit_signing_key, "audit-key", "audit-signing-key")
+
+    @property
+    def auth_key_path(self) -> Path:
+        """Where the access-token signing key is (see :attr:`auth_signing_key`)."""
+        return self._key_path(self.auth_signing_key, "auth-key", "auth-signing-key")
+
+    def _key_path(self, given: str, beside: str, default: str) -> Path:
+        if given:
+            return Path(given)
         if self.backend == "sqlite":
             path = self.database_url.removeprefix("sqlite://")
             path = path[1:] if path.startswith("/") else path
             if path and path != ":memory:":
-                return Path(f"{path}.audit-key.pem")
-        return Path("data/audit-signing-key.pem")
+                return Path(f"{path}.{beside}.pem")
+        return Path(f"data/{default}.pem")
+
+    @property
+    def jwks_url_allowlist(self) -> tuple[str, ...]:
+        """:attr:`auth_jwks_urls` as a tuple."""
+        return tuple(u.strip() for u in self.auth_jwks_urls.split(",") if u.strip())
 
     @property
     def profile_requirements(self) -> dict[str, tuple[str, ...]]:
@@ -154,7 +200,8 @@ class Settings:
         positive = (
             "port", "workers", "max_body_bytes", "default_page_size", "max_page_size",
             "pg_pool_size", "sqlite_busy_timeout_ms", "idempotency_window_seconds",
-            "audit_body_retention_days", "audit_checkpoint_seconds",
+            "audit_body_retention_days", "audit_checkpoint_seconds", "auth_token_seconds",
+            "auth_assertion_max_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -178,6 +225,14 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}UNKNOWN_EXTENSIONS must be error or warning")
         if self.audit_bodies not in ("off", "redacted", "full"):
             raise ConfigError(f"{ENV_PREFIX}AUDIT_BODIES must be off, redacted or full")
+        if self.auth not in ("on", "off"):
+            raise ConfigError(f"{ENV_PREFIX}AUTH must be on or off")
+        if self.auth_clock_skew_seconds < 0 or self.auth_clock_skew_seconds > 300:
+            raise ConfigError(f"{ENV_PREFIX}AUTH_CLOCK_SKEW_SECONDS must be 0 to 300")
+        for url in self.jwks_url_allowlist:
+            if not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+                raise ConfigError(f"{ENV_PREFIX}AUTH_JWKS_URLS: {url!r} is not an https:// "
+                                  "URL (plain http is allowed only on this machine)")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL must be debug, info, warning or error")
 

@@ -55,6 +55,7 @@ def server(db_url: str, workdir: Path, log_name: str) -> Iterator[tuple[str, sub
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIRHUB_")}
     env["FHIRHUB_PG_POOL_SIZE"] = "2"
+    env["FHIRHUB_AUTH"] = "off"  # what is under test is durability, not who may write
     env["FHIRHUB_LOAD_DEFINITIONS"] = "false"  # not what is under test; keeps start-up short
     log_path = workdir / log_name
     command = [sys.executable, "-c", "from fhirhub.cli import main; main()", "serve",

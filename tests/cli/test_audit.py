@@ -60,7 +60,7 @@ def test_verify_says_an_untouched_log_is_intact(settings: Settings) -> None:
 
 def test_verify_exits_1_and_names_the_record_changed_out_of_band(tmp_path: object) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/a.sqlite3",
-                        audit_signing_key=f"{tmp_path}/key.pem")
+                        audit_signing_key=f"{tmp_path}/key.pem", auth="off")
     _traffic(settings)
     _run("checkpoint", "--db", settings.database_url)
     with sqlite3.connect(path_from_url(settings.database_url)) as conn:

@@ -41,6 +41,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _INLINE = frozenset({"read", "vread", "capabilities"})
 _JSON = "application/fhir+json; charset=utf-8"
 HOUSEKEEPING_SECONDS = 300
+AUTH_OFF_WARNING = ("AUTHORISATION IS OFF (FHIRHUB_AUTH=off): every request is accepted "
+                    "without a token. Use this only for local development or a sandbox.")
 DEFINITIONS_SECONDS = 5
 
 
@@ -52,6 +54,7 @@ class FhirApp:
         self.engine = engine if engine is not None else Engine(settings)
         self._inline_reads = self.engine.store.backend == "sqlite"
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fhirhub")
+        self._auth_off = settings.auth == "off"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -65,6 +68,8 @@ class FhirApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self._auth_off:
+                    log.warning(AUTH_OFF_WARNING)
                 tasks = [asyncio.create_task(self._housekeeping()),
                          asyncio.create_task(self._definitions()),
                          asyncio.create_task(self._checkpoints())]
@@ -83,6 +88,7 @@ class FhirApp:
         loop = asyncio.get_running_loop()
         while True:
             for job, what in ((self.engine.purge_expired, "expired idempotency records"),
+                              (self.engine.purge_jtis, "expired client assertion ids"),
                               (self.engine.auditor.purge_bodies, "expired audit bodies")):
                 try:
                     await loop.run_in_executor(self._pool, job)
@@ -153,6 +159,8 @@ class FhirApp:
         out["X-Request-ID"] = request_id
         if correlation_id:
             out["X-Correlation-ID"] = correlation_id
+        if self._auth_off:
+            out["X-Fhirhub-Auth"] = "off"
         out["Content-Length"] = str(len(wire.body))
         await send({"type": "http.response.start", "status": wire.status,
                     "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))

@@ -26,7 +26,8 @@ SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE, MAJOR_FAILURE = "0", "4", "8", "12"
 # AuditEvent.action (http://hl7.org/fhir/audit-event-action)
 ACTIONS = {"create": "C", "read": "R", "vread": "R", "search": "E", "history": "R",
            "update": "U", "patch": "U", "delete": "D", "operation": "E", "transaction": "E",
-           "batch": "E", "capabilities": "R", "send": "E", "ack": "E", "import": "C"}
+           "batch": "E", "capabilities": "R", "send": "E", "ack": "E", "import": "C",
+           "token": "E", "jwks": "R", "smart-configuration": "R"}
 KINDS = ("rest", "outbound", "system")
 
 

@@ -36,17 +36,16 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     Raises OSError when the file cannot be read or written, ValueError when it does not
     hold an unencrypted Ed25519 private key."""
     if not path.exists():
-        _create_key(path)
+        create_key_file(path, Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
     return _private_key(path.read_bytes(), path)
 
 
-def _create_key(path: Path) -> None:
+def create_key_file(path: Path, pem: bytes) -> None:
     """Write a new key to a private temporary file, then link it into place: the link
     fails when another process got there first, and then its key is the one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
     try:
@@ -140,5 +139,5 @@ def verify_signature(public_keys: Iterable[Ed25519PublicKey], key_id: str, paylo
     return False
 
 
-__all__ = ["key_id", "load_or_create_key", "load_public_keys", "public_bytes", "sign",
-           "verify_signature"]
+__all__ = ["create_key_file", "key_id", "load_or_create_key", "load_public_keys",
+           "public_bytes", "sign", "verify_signature"]

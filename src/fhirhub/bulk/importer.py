@@ -11,6 +11,7 @@ bad line is reported with its line number and costs nothing else.
 
 from __future__ import annotations
 
+import getpass
 import gzip
 import io
 import multiprocessing
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fhirhub.auth.principal import operator
 from fhirhub.bulk import _prevalidate
 from fhirhub.bulk._prevalidate import Verdict
 from fhirhub.bulk._references import rewrite_references
@@ -77,6 +79,7 @@ class Importer:
         self._pending: list[tuple[int, Json, bool]] = []
         self._known: dict[str, str] = {}  # urn fullUrl -> Type/id, across lines and files
         self._file = ""
+        self._operator = operator(getpass.getuser())
 
     def _error(self, number: int, message: str) -> None:
         self.report.errors.append(f"{self._file} line {number}: {message}")
@@ -149,7 +152,8 @@ class Importer:
         request = FhirRequest(method="POST", path="", parsed=bundle,
                               headers={"content-type": "application/fhir+json",
                                        "prefer": "return=minimal"},
-                              base_url="", request_id=f"import-{number}")
+                              base_url="", request_id=f"import-{number}",
+                              principal=self._operator)
         # A line the workers validated is written without validating it again.
         response = (self.engine.trusted() if trusted else self.engine).handle(request)
         if response.status >= 400:

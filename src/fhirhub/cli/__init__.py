@@ -63,6 +63,7 @@ def serve(**options: object) -> None:
             f"cannot open the database {redact(settings.database_url)}: "
             f"{redact(str(exc))}") from None
     _audit_key(settings)
+    _auth_key(settings)
     if settings.load_definitions:
         _install_definitions(settings)
     click.echo(f"fhirhub {__version__} starting: FHIR R4 at http://{settings.host}:{settings.port}/fhir "
@@ -261,6 +262,36 @@ def _audit_key(settings: Settings) -> None:
                    err=True)
 
 
+def _auth_key(settings: Settings) -> None:
+    """The access-token signing key must be usable before the server takes a request
+    (and exist before worker processes start, so that they all read the same one); with
+    authorisation off, say so loudly."""
+    if settings.auth == "off":
+        from fhirhub.api.app import AUTH_OFF_WARNING
+
+        click.secho(f"WARNING: {AUTH_OFF_WARNING}", fg="red", bold=True, err=True)
+        return
+    from fhirhub.auth.issuers import load_issuers
+    from fhirhub.auth.keys import load_or_create_signing_key
+
+    try:
+        load_or_create_signing_key(settings.auth_key_path)
+        issuers = load_issuers(settings.auth_issuers)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot use the authorisation settings: {exc}") from None
+    from fhirhub.store import open_store
+
+    store = open_store(settings)
+    try:
+        registered = len(store.clients())
+    finally:
+        store.close()
+    if not registered and not issuers:
+        click.echo("Every request needs an access token, and no client application is "
+                   "registered yet: fhirhub clients add NAME --scopes \"system/*.cruds\" "
+                   "--generate-key NAME.pem (see docs/security.md)", err=True)
+
+
 def _audit_import(engine: Any, path: Path, resources: int, errors: int) -> None:
     """One audit record for each file imported from the command line."""
     import getpass
@@ -288,7 +319,9 @@ def _uncompressed_size(path: Path) -> int | None:
 
 
 from fhirhub.cli.audit import audit  # noqa: E402  (the group is defined above)
+from fhirhub.cli.clients import clients  # noqa: E402
 
 main.add_command(audit)
+main.add_command(clients)
 
 __all__ = ["main"]

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 import orjson
 
-from fhirhub.config import ConfigError, Settings
+from fhirhub.cli._shared import settings_and_store
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,14 +29,7 @@ if TYPE_CHECKING:
 PAGE = 500
 
 
-def _store(database_url: str | None) -> tuple[Settings, Store]:
-    from fhirhub.store import open_store
-
-    try:
-        settings = Settings.from_env(database_url=database_url)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-    return settings, open_store(settings)
+_store = settings_and_store
 
 
 def _console() -> Console:

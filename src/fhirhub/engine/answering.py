@@ -147,6 +147,7 @@ class Answering:
 
         def audited(tx: Transaction) -> FhirResponse:
             before = len(trail.children)
+            noted = dict(trail.entities), list(trail.patients)
             try:
                 response = work(auditing.recording(tx, trail))
                 if trail.render is None:  # a batch entry: its own transaction
@@ -159,7 +160,9 @@ class Answering:
                 self.auditor.append(tx, [auditing.exchange(req, trail, wire.status, wire.body,
                                                            outcome), *trail.children])
             except BaseException:
-                del trail.children[before:]  # they described what is rolled back
+                # They described what is rolled back.
+                del trail.children[before:]
+                trail.entities, trail.patients = noted
                 raise
             trail.rendered = (response, wire)
             return response

@@ -51,6 +51,11 @@ class AuditTrail:
         self.render: Callable[[FhirResponse], Any] | None = None
         self.rendered: tuple[FhirResponse, Any] | None = None
         self.committed = False
+        # Who made the request (an auth Principal, once the token is accepted; a Bundle
+        # entry's is its Bundle's), or the client a refused token request claimed.
+        self.principal: Any = parent.principal if parent is not None else None
+        self.client: str | None = None
+        self.sensitive = False  # its bodies are secrets (OAuth tokens): digests only
 
     def read(self, versions: Iterable[StoredVersion], *, role: str = "domain") -> None:
         for v in versions:
@@ -108,6 +113,7 @@ def record(req: FhirRequest, trail: AuditTrail, status: int, *,
         if interaction == "transaction" and trail.bundle_type == "batch":
             interaction = "batch"
     parent = trail.parent
+    who = trail.principal
     return AuditRecord(
         id=trail.id, recorded=now_instant(), kind=kind, interaction=interaction,
         outcome=outcome_of(status), status=status, request_id=req.request_id or None,
@@ -116,6 +122,10 @@ def record(req: FhirRequest, trail: AuditTrail, status: int, *,
         query=_query(req) if interaction in ("search", "history", "operation") else None,
         resource_type=(r.resource_type if r else None), operation=(r.operation if r else None),
         source_ip=req.client_ip, user_agent=req.header("user-agent"),
+        client=trail.client or (who.client if who is not None else None),
+        user=who.user if who is not None else None,
+        role=who.role if who is not None else None,
+        organization=who.organization if who is not None else None,
         patients=tuple(patients_of.unique(trail.patients)),
         entities=tuple(trail.entities.values()),
         outcome_resource=outcome if status >= 400 else None,
@@ -127,6 +137,8 @@ def exchange(req: FhirRequest, trail: AuditTrail, status: int, body: bytes,
              outcome: Json | None = None) -> Exchange:
     rec = record(req, trail, status, outcome=outcome, request_sha256=sha256(req.body or None),
                  response_sha256=sha256(body or None))
+    if trail.sensitive:
+        return Exchange(rec)
     return Exchange(rec, req.body or None, body or None)
 
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from fhirhub.audit.auditor import Auditor
 from fhirhub.audit.outbound import Cause
+from fhirhub.auth import Authenticator
+from fhirhub.auth.smart import capability_security
 from fhirhub.config import ConfigError, Settings
-from fhirhub.engine import audit_events, bundles, interactions, reading
+from fhirhub.engine import audit_events, auth_endpoints, bundles, guard, interactions, reading
 from fhirhub.engine.answering import Answering
 from fhirhub.engine.capabilities import capability_statement
 from fhirhub.engine.clock import instant_ago, now_instant
@@ -49,6 +52,7 @@ from fhirhub.store.base import RememberedResponse, Transaction
 log = logging.getLogger("fhirhub.engine")
 
 View = tuple[Any, frozenset[str] | None]  # (_summary mode, _elements)
+PATIENTS_SECONDS = 5.0
 
 
 class Engine(Answering):
@@ -58,6 +62,8 @@ class Engine(Answering):
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
         self.auditor = Auditor(self.store, settings)
+        self.authenticator = Authenticator(settings, self.store)
+        self._patients: dict[str, tuple[float, tuple[str, ...]]] = {}
         # Called after each write commits, with the request's audit Cause: what sends
         # something out because of a change (notifications) starts here, and audits what
         # it sends with fhirhub.audit.outbound.send(engine.auditor, channel, message, cause).
@@ -68,7 +74,7 @@ class Engine(Answering):
         self.search_params = StoredSearchParameters(self.store)
         self.search_params.refresh()
         self._capability_cache: tuple[Registry, bytes] | None = None
-        self.ctx = WriteContext(check=self.check, index=self.index,
+        self.ctx = WriteContext(check=self._check_write, index=self.index,
                                 parse_criteria=self._criteria_query)
         warm_up()
         self._handlers: dict[str, Callable[..., FhirResponse]] = {
@@ -90,6 +96,9 @@ class Engine(Answering):
             "capabilities": self._capabilities,
             "transaction": self._bundle,
             "operation": self._operation,
+            "token": auth_endpoints.token,
+            "jwks": auth_endpoints.jwks,
+            "smart-configuration": auth_endpoints.smart,
         }
 
     # -- the request cycle -----------------------------------------------------------------------
@@ -99,7 +108,9 @@ class Engine(Answering):
             r = route(req.method, req.path)
             if req.trail is not None:
                 req.trail.route = r
-            response = self.dispatch(req, r)
+            req.grant = self.authenticate(req, r)
+            with guard.granted(req.grant):
+                response = self.dispatch(req, r)
             if response.status < 300 and _may_change_definitions(req, r):
                 self.refresh_definitions()
             return response
@@ -109,7 +120,36 @@ class Engine(Answering):
             log.exception("unhandled error for request %s", req.request_id)
             return self.fault(req)
 
+    def authenticate(self, req: FhirRequest, r: Route) -> guard.Grant | None:
+        """Who is calling and what they may see (None for the public endpoints); a
+        refusal (401, 429) when the token is not accepted or the rate limit is spent."""
+        if r.interaction in guard.PUBLIC:
+            return None
+        principal = req.principal  # an in-process command's operator, or the token's
+        if principal is None:
+            principal = self.authenticator.authenticate(req.header("authorization"),
+                                                        req.base_url)
+        if req.trail is not None:
+            req.trail.principal = principal
+        if req.principal is None:
+            self.authenticator.limit(principal)
+        return guard.grant_for(self, principal)
+
+    def patients_of(self, nhs_number: str) -> tuple[str, ...]:
+        """The ids of the Patient resources holding ``nhs_number`` (a patient's own
+        compartment), looked up again at most every few seconds."""
+        now = time.monotonic()
+        cached = self._patients.get(nhs_number)
+        if cached is not None and now - cached[0] < PATIENTS_SECONDS:
+            return cached[1]
+        found = tuple(v.id for v in self.store.search(guard.patients_query(nhs_number)).matches)
+        if len(self._patients) > 10_000:
+            self._patients.clear()
+        self._patients[nhs_number] = (now, found)
+        return found
+
     def dispatch(self, req: FhirRequest, r: Route, view: Any = None) -> FhirResponse:
+        guard.authorize(self, req, r)
         if r.resource_type == "AuditEvent" or r.compartment_type == "AuditEvent":
             return audit_events.handle(self, req, r)
         handler = self._handlers[r.interaction]
@@ -131,6 +171,9 @@ class Engine(Answering):
         headers = dict(response.headers)
         if not response.has_body or response.status == 304:
             return WireResponse(response.status, headers, b"")
+        if response.media_type is not None:  # OAuth and SMART JSON, as it is
+            headers["Content-Type"] = f"{response.media_type}; charset=utf-8"
+            return WireResponse(response.status, headers, response.json_body or b"")
         resource, raw = response.resource, response.json_body
         summary, elements = view
         if response.elements_applicable and (summary is not None or elements is not None):
@@ -181,6 +224,10 @@ class Engine(Answering):
         """Forget remembered responses older than the idempotency window."""
         return self.store.purge_remembered(instant_ago(self.settings.idempotency_window_seconds))
 
+    def purge_jtis(self) -> int:
+        """Forget the client assertion ids whose lifetime has ended."""
+        return self.store.purge_jtis(now_instant())
+
     def check(self, resource: Any, expected_type: str | None) -> None:
         """Refuse a resource that is not valid: 400 when it is not well-formed FHIR JSON of
         the expected type, 422 when it breaks its definition or a profile (R4 http.html:
@@ -190,6 +237,12 @@ class Engine(Answering):
         _refuse(check_resource(resource, expected_type=expected_type), InvalidError)
         _refuse(self.validator.check_profiles(resource), UnprocessableError)
         check_search_parameter(resource)
+
+    def _check_write(self, resource: Any, expected_type: str | None) -> None:
+        """:meth:`check`, and that a patient writes only into their own compartment."""
+        self.check(resource, expected_type)
+        if isinstance(resource, dict) and expected_type:
+            guard.check_written(resource, expected_type, self.index)
 
     @property
     def registry(self) -> Registry:
@@ -229,10 +282,11 @@ class Engine(Answering):
 
     def parse_search(self, types: tuple[str, ...], params: list[tuple[str, str]],
                      strict: bool) -> tuple[SearchQuery, list[Issue]]:
-        return parse_search(types, params, strict=strict,
-                            default_count=self.settings.default_page_size,
-                            max_count=self.settings.max_page_size,
-                            using=self.search_params.registry)
+        query, issues = parse_search(types, params, strict=strict,
+                                     default_count=self.settings.default_page_size,
+                                     max_count=self.settings.max_page_size,
+                                     using=self.search_params.registry)
+        return guard.restrict(query), issues
 
     def _criteria_query(self, rtype: str, criteria: str) -> SearchQuery:
         from dataclasses import replace
@@ -277,6 +331,8 @@ class Engine(Answering):
     def _capabilities(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:
         statement = fjson.loads(self._capability_json())
         statement["implementation"]["url"] = req.base_url
+        statement["rest"][0]["security"] = capability_security(
+            req.base_url, self.authenticator.enabled)
         return FhirResponse(200, resource=statement)
 
     def _bundle(self, engine: Any, req: FhirRequest, r: Route) -> FhirResponse:

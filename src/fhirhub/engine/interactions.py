@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fhirhub.engine import crud
+from fhirhub.engine import crud, guard
 from fhirhub.engine.clock import parse_instant
 from fhirhub.engine.formats import JSON_TYPES, parse_body
 from fhirhub.engine.request import FhirRequest, FhirResponse
@@ -138,6 +138,7 @@ def conditional_update(engine: Engine, req: FhirRequest, route: Route) -> FhirRe
             rid = resource.get("id")
             if rid is not None:
                 check_id(str(rid))
+                guard.check_replaceable(tx, rtype, str(rid))
                 written = crud.update(engine.ctx, tx, rtype, str(rid), resource)
             else:
                 written = crud.create(engine.ctx, tx, resource, rtype)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
+from fhirhub.engine import guard
 from fhirhub.engine.clock import now_instant
 from fhirhub.engine.code_sets import resolve_code_sets
 from fhirhub.engine.crud import etag
@@ -18,6 +19,7 @@ from fhirhub.engine.router import Route
 from fhirhub.errors import InvalidError
 from fhirhub.fhir import json as fjson
 from fhirhub.fhir.model import element_model
+from fhirhub.search.types import Access
 from fhirhub.store.base import StoredVersion
 
 if TYPE_CHECKING:
@@ -39,17 +41,7 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
                 spine_code="UNSUPPORTED_MEDIA_TYPE",
             )
         params += parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True)
-    types: tuple[str, ...]
-    if route.resource_type and route.interaction != "compartment":
-        types = (route.resource_type,)
-    elif route.interaction == "compartment":
-        types = () if route.compartment_type == "*" else (route.compartment_type or "",)
-    else:
-        types = _type_param(params)
-        if "AuditEvent" in types:
-            raise InvalidError("AuditEvents (the audit log) are searched at their own endpoint, "
-                               "[base]/AuditEvent?…, not in a system search",
-                               spine_code="INVALID_PARAMETER")
+    types = _searched_types(route, params)
     strict = req.prefer.get("handling") == "strict"
     query, issues = engine.parse_search(types, params, strict)
     if route.interaction == "compartment":
@@ -96,6 +88,23 @@ def search(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     return FhirResponse(200, resource=bundle, elements_applicable=False)
 
 
+def _searched_types(route: Route, params: list[tuple[str, str]]) -> tuple[str, ...]:
+    """The types a search looks at; at system level and in a whole compartment, only
+    those the caller may search (() means every type)."""
+    if route.resource_type and route.interaction != "compartment":
+        return (route.resource_type,)
+    if route.interaction == "compartment":
+        if route.compartment_type != "*":
+            return (route.compartment_type or "",)
+        return guard.searchable_types(guard.current(), ())
+    types = _type_param(params)
+    if "AuditEvent" in types:
+        raise InvalidError("AuditEvents (the audit log) are searched at their own endpoint, "
+                           "[base]/AuditEvent?…, not in a system search",
+                           spine_code="INVALID_PARAMETER")
+    return guard.searchable_types(guard.current(), types)
+
+
 def _type_param(params: list[tuple[str, str]]) -> tuple[str, ...]:
     types: list[str] = []
     for key, value in params:
@@ -139,7 +148,7 @@ def history(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
         raise InvalidError("The paging cursor is not one this server issued",
                            spine_code="INVALID_VALUE")
     page = engine.store.history(route.resource_type, route.id, since=since, at=at,
-                                count=count, cursor=cursor)
+                                count=count, cursor=cursor, access=_history_access(route))
     if route.interaction == "history-instance" and not page.versions and cursor is None:
         assert route.resource_type and route.id
         if engine.store.read(route.resource_type, route.id) is None:
@@ -159,6 +168,17 @@ def history(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     if entries:
         bundle["entry"] = entries
     return FhirResponse(200, resource=bundle, elements_applicable=False)
+
+
+def _history_access(route: Route) -> Access | None:
+    """What a history may show the caller: for a patient, only resources now in their
+    compartment; at system level, only the types they may search (at type and instance
+    level the type was authorised before)."""
+    grant = guard.current()
+    if grant is None or grant.access is None:
+        return None
+    types = guard.searchable_types(grant, ()) if route.resource_type is None else ()
+    return replace(grant.access, types=frozenset(types) if types else None)
 
 
 def _instant_param(req: FhirRequest, name: str) -> str | None:

@@ -20,6 +20,10 @@ class FhirRequest:
     assigned_id: str | None = None  # a transaction's id for a POST entry (urn:uuid targets)
     parsed: Any = None  # the body already parsed (Bundle entries), so it is not parsed twice
     trail: Any = None  # the request's engine.auditing.AuditTrail, once the engine has it
+    grant: Any = None  # the caller and what they may see (engine.guard.Grant), once known
+    # The caller, when an in-process command (``fhirhub import``) makes the request: its
+    # operator. The HTTP adapter never sets it; every HTTP request is authenticated.
+    principal: Any = None
 
     def note_read(self, versions: Any, *, role: str = "domain") -> None:
         """Tell the audit trail which versions this request returned."""
@@ -66,6 +70,7 @@ class FhirResponse:
     headers: dict[str, str] = field(default_factory=dict)
     elements_applicable: bool = True  # _summary/_elements apply to this body
     last_updated: str | None = None  # the instant of the version answered, if one
+    media_type: str | None = None  # a body that is not FHIR (OAuth, SMART): sent as it is
 
     @property
     def has_body(self) -> bool:

@@ -17,7 +17,8 @@ ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 class Route:
     interaction: str  # read, vread, update, patch, delete, history-instance, history-type,
     # history-system, create, search-type, search-system, capabilities, transaction,
-    # operation, compartment, conditional-update/-delete/-patch
+    # operation, compartment, conditional-update/-delete/-patch; and the OAuth/SMART
+    # endpoints smart-configuration, token, jwks
     resource_type: str | None = None
     id: str | None = None
     version: str | None = None
@@ -52,6 +53,24 @@ def _not_allowed(method: str, what: str) -> NotAllowedError:
     return NotAllowedError(f"{method} is not allowed on {what}", spine_code="METHOD_NOT_ALLOWED")
 
 
+# The OAuth and SMART endpoints below the FHIR base (SMART wants its configuration at
+# [base]/.well-known/smart-configuration): path -> (interaction, method).
+_AUTH_PATHS = {(".well-known", "smart-configuration"): ("smart-configuration", "GET"),
+               ("auth", "token"): ("token", "POST"), ("auth", "jwks"): ("jwks", "GET")}
+_AUTH = frozenset(p[0] for p in _AUTH_PATHS)
+
+
+def _auth_route(method: str, parts: list[str]) -> Route:
+    found = _AUTH_PATHS.get((parts[0], parts[1])) if len(parts) == 2 else None
+    if found is None:
+        raise NotFoundError(f"Nothing is served at {'/'.join(parts)[:200]!r}",
+                            spine_code="INVALID_REQUEST", issue_code="not-found")
+    interaction, allowed = found
+    if ("GET" if method == "HEAD" else method) != allowed:
+        raise _not_allowed(method, f"{'/'.join(parts)} ({allowed} only)")
+    return Route(interaction)
+
+
 def route(method: str, path: str) -> Route:
     parts = [p for p in path.strip("/").split("/") if p]
     m = "GET" if method == "HEAD" else method
@@ -62,6 +81,8 @@ def route(method: str, path: str) -> Route:
             return Route("search-system")
         raise _not_allowed(method, "the server base")
     head = parts[0]
+    if head in _AUTH:
+        return _auth_route(method, parts)
     if len(parts) == 1:
         if head == "metadata" and m == "GET":
             return Route("capabilities")

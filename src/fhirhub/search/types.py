@@ -211,6 +211,19 @@ class Include:
 
 
 @dataclass(frozen=True, slots=True)
+class Access:
+    """What the caller may see, whatever it asks: the store applies it to every resource a
+    search returns or looks through (matches, ``_include``/``_revinclude``, chained and
+    ``_has`` targets) and to history, in the query itself, so that pages and totals never
+    reveal anything else (docs/security.md)."""
+
+    types: frozenset[str] | None = None  # the resource types it may see; None: every type
+    # Only resources in one of these compartments: ("Patient", ("123", ...)). An empty id
+    # tuple means nothing at all.
+    compartment: tuple[str, tuple[str, ...]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SearchQuery:
     """A whole search. ``predicates`` are AND-ed; each predicate ORs its values."""
 
@@ -222,9 +235,11 @@ class SearchQuery:
     total: Literal["none", "estimate", "accurate"] = "none"
     cursor: str | None = None  # opaque keyset position from a previous page
     compartment: tuple[str, str] | None = None  # ("Patient", "123")
+    access: Access | None = None  # what the caller may see (None: everything)
 
 
 __all__ = [
+    "Access",
     "CompositeRow",
     "CompositeValue",
     "DateRow",

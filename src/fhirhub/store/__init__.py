@@ -11,6 +11,7 @@ from fhirhub.store.base import (
     StoredVersion,
     Transaction,
 )
+from fhirhub.store.clients import ClientRecord
 
 
 def open_store(settings: Settings) -> Store:
@@ -25,6 +26,7 @@ def open_store(settings: Settings) -> Store:
 
 
 __all__ = [
+    "ClientRecord",
     "HistoryPage",
     "RememberedResponse",
     "SearchPage",

@@ -23,6 +23,7 @@ are too small to deserve a commit each, such as the audit records of reads.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import queue
 import threading
 from collections.abc import Callable
@@ -67,7 +68,10 @@ class GroupCommitter:
         return future
 
     def run(self, work: Callable[[Any], T]) -> T:
-        return self.submit(work).result()
+        """Do ``work`` on a committer thread, in the caller's context (its context
+        variables, such as the request's access grant, go with it), and wait."""
+        context = contextvars.copy_context()
+        return self.submit(lambda session: context.run(work, session)).result()
 
     def stop(self) -> None:
         for _ in self._threads:

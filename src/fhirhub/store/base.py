@@ -1,8 +1,10 @@
 """The storage contract every backend implements, and tests run against each of them.
 
-A store keeps every version of every resource, the current version's search index, and
-the responses remembered for idempotent retries. It knows nothing of HTTP or of FHIR
-interactions: the engine decides what to write; the store writes it atomically.
+A store keeps every version of every resource, the current version's search index, the
+responses remembered for idempotent retries, the audit log, and the registered OAuth2
+clients with the client-assertion ids they have used (:mod:`fhirhub.store.clients`). It
+knows nothing of HTTP or of FHIR interactions: the engine decides what to write; the
+store writes it atomically.
 
 Writes happen inside :meth:`Store.transaction`, a unit of work that commits on a clean exit
 and rolls back on an exception. ``lock_keys`` serialise writers that must not interleave
@@ -20,7 +22,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from fhirhub.search.types import IndexRows, SearchQuery
+from fhirhub.search.types import Access, IndexRows, SearchQuery
 from fhirhub.store.audit import (
     AuditBody,
     AuditEntry,
@@ -30,6 +32,7 @@ from fhirhub.store.audit import (
     ChainHead,
     Checkpoint,
 )
+from fhirhub.store.clients import ClientRecord
 
 T = TypeVar("T")
 
@@ -99,8 +102,10 @@ class Reader(abc.ABC):
         at: str | None = None,
         count: int = 20,
         cursor: str | None = None,
+        access: Access | None = None,
     ) -> HistoryPage:
-        """Versions newest first: of one resource, one type (resource_type only) or all."""
+        """Versions newest first: of one resource, one type (resource_type only) or all;
+        with ``access``, only of resources the caller may see now."""
 
     @abc.abstractmethod
     def current_page(self, after: tuple[str, str] | None = None, *,
@@ -138,6 +143,16 @@ class Reader(abc.ABC):
     @abc.abstractmethod
     def audit_last_checkpoint(self) -> Checkpoint | None:
         """The newest signed checkpoint."""
+
+    # -- OAuth2 clients (fhirhub.store.clients) --------------------------------------------
+
+    @abc.abstractmethod
+    def client(self, client_id: str) -> ClientRecord | None:
+        """The registered client ``client_id`` (active or not), or None."""
+
+    @abc.abstractmethod
+    def clients(self) -> list[ClientRecord]:
+        """Every registered client, ordered by ``created`` then ``id``."""
 
 
 class Transaction(Reader):
@@ -180,6 +195,17 @@ class Transaction(Reader):
     @abc.abstractmethod
     def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Keep a signed checkpoint."""
+
+    @abc.abstractmethod
+    def save_client(self, client: ClientRecord) -> None:
+        """Register ``client``, replacing the registration with the same id if any."""
+
+    @abc.abstractmethod
+    def use_jti(self, client_id: str, jti: str, expires: str, now: str) -> bool:
+        """Record that a client assertion of ``client_id`` with id ``jti``, acceptable until
+        ``expires``, was used. True on its first use, or when its earlier use had expired
+        (before ``now``; the record is replaced); False when it is a replay. Atomic: of
+        concurrent transactions using one (client, jti), exactly one gets True."""
 
 
 class Store(Reader):
@@ -225,6 +251,10 @@ class Store(Reader):
     @abc.abstractmethod
     def purge_remembered(self, before: str) -> int:
         """Forget idempotency records older than ``before``; returns how many."""
+
+    @abc.abstractmethod
+    def purge_jtis(self, before: str) -> int:
+        """Forget used client-assertion ids that expired before ``before``; how many."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -22,6 +22,7 @@ from fhirhub.search.types import SearchQuery
 from fhirhub.store import audit_sql
 from fhirhub.store._group import GroupCommitter
 from fhirhub.store.base import HistoryPage, SearchPage, Store, StoredVersion, Transaction
+from fhirhub.store.clients import ClientRecord
 from fhirhub.store.schema import POSTGRES, ddl
 from fhirhub.store.search_sql import SearchCompiler
 from fhirhub.store.session import SessionReads, SqlSession, row_to_version
@@ -121,6 +122,14 @@ class PostgresStore(SessionReads, Store):
         with self._session() as s:
             return s.current_page(after, types=types, count=count)
 
+    def client(self, client_id: str) -> ClientRecord | None:
+        with self._session() as s:
+            return s.client(client_id)
+
+    def clients(self) -> list[ClientRecord]:
+        with self._session() as s:
+            return s.clients()
+
     @contextmanager
     def transaction(self, lock_keys: Sequence[str] = ()) -> Iterator[Transaction]:
         with self._pool.connection() as conn, self._guard(), conn.transaction():
@@ -175,6 +184,11 @@ class PostgresStore(SessionReads, Store):
     def purge_remembered(self, before: str) -> int:
         with self._pool.connection() as conn, self._guard():
             cur = conn.execute("DELETE FROM idempotency WHERE created < %s", (before,))
+            return cur.rowcount
+
+    def purge_jtis(self, before: str) -> int:
+        with self._pool.connection() as conn, self._guard():
+            cur = conn.execute("DELETE FROM auth_jti WHERE expires < %s", (before,))
             return cur.rowcount
 
     def close(self) -> None:

@@ -5,6 +5,9 @@ primary-key lookup); ``history`` holds every version, in commit order (``seq``).
 ``idx_*`` tables hold the search index of current versions only; their value indexes lead
 with the parameter code, so one index serves type-level and system-level searches alike. Timestamps are
 fixed-width UTC ISO text so that text order is time order on both backends.
+
+Every statement is idempotent and runs each time a store opens, so a database created by
+an older release gains the tables added since (``auth_client`` and ``auth_jti``, say).
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ def ddl(d: Dialect) -> list[str]:
             headers TEXT NOT NULL, body {d.blob} NOT NULL, created TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created)",
         *_audit_ddl(d),
+        *_auth_ddl(),
     ]
     # Every other TEXT column gets the dialect's collation too.
     return [s.replace(" TEXT", f" {t}") if t != "TEXT" else s for s in stmts]
@@ -161,6 +165,23 @@ def _audit_ddl(d: Dialect) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS audit_checkpoint (
             seq {d.serial_pk}, created TEXT NOT NULL, payload {d.blob} NOT NULL,
             signature TEXT NOT NULL)""",
+    ]
+
+
+def _auth_ddl() -> list[str]:
+    """OAuth2 clients and the client-assertion ids they have used (see
+    :mod:`fhirhub.store.clients`). The (client_id, jti) key is what makes a replay lose a
+    race: concurrent uses of one jti collide on it."""
+    return [
+        """CREATE TABLE IF NOT EXISTS auth_client (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, jwks TEXT, jwks_url TEXT,
+            scopes TEXT NOT NULL, rate_limit INTEGER NOT NULL, status TEXT NOT NULL,
+            created TEXT NOT NULL, updated TEXT NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS auth_jti (
+            client_id TEXT NOT NULL, jti TEXT NOT NULL, expires TEXT NOT NULL,
+            PRIMARY KEY (client_id, jti))""",
+        # The purge deletes by expiry.
+        "CREATE INDEX IF NOT EXISTS auth_jti_expires ON auth_jti (expires)",
     ]
 
 

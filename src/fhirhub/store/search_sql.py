@@ -28,6 +28,7 @@ from fhirhub.search._ucum import UCUM, Canonical, canonical
 from fhirhub.search.index import CANONICAL
 from fhirhub.search.text import normalize, text_terms
 from fhirhub.search.types import (
+    Access,
     CompositeValue,
     Include,
     Predicate,
@@ -113,8 +114,8 @@ class SearchCompiler:
         where, params = self._where(query, "r")
         return f"SELECT 1 FROM resources r WHERE {' AND '.join(where)}", params
 
-    def include(self, include: Include,
-                frontier: Sequence[tuple[str, str]]) -> tuple[str, Params]:
+    def include(self, include: Include, frontier: Sequence[tuple[str, str]],
+                access: Access | None = None) -> tuple[str, Params]:
         """The resources ``include`` adds for the resources ``frontier``: those their
         references point to (``_include``) or those pointing at them (``_revinclude``).
         Literal references match by type and id; canonical ones by the target's ``url``.
@@ -165,13 +166,28 @@ class SearchCompiler:
                          f" AND {at}{extra} AND x.ref_type IS NULL AND x.url IS NOT NULL"
                          f"{target} AND r.deleted = 0")
             params = [*at_params, *cparams, *tparams, *at_params, *cparams, *tparams]
+        if access is not None:
+            # What the caller may not see is never included.
+            cond_sql, cond_params = visible(access, "r")
+            literal += f" AND {cond_sql}"
+            canonical += f" AND {cond_sql}"
+            half = len(params) // 2  # the two halves are built of the same parts
+            params = [*params[:half], *cond_params, *params[half:], *cond_params]
         return f"{literal} UNION ALL {canonical}", params
 
     # -- WHERE ------------------------------------------------------------------------------
 
-    def _where(self, query: SearchQuery, alias: str) -> tuple[list[str], Params]:
+    def _where(self, query: SearchQuery, alias: str,
+               access: Access | None = None) -> tuple[list[str], Params]:
+        """The conditions of ``query`` on ``alias``; ``access`` (the outer query's, for a
+        chained or ``_has`` query) restricts it like the query's own."""
+        access = access or query.access
         where = [f"{alias}.deleted = 0"]
         params: Params = []
+        if access is not None:
+            sql, p = visible(access, alias)
+            where.append(sql)
+            params.extend(p)
         if len(query.resource_types) == 1:
             where.append(f"{alias}.res_type = ?")
             params.append(query.resource_types[0])
@@ -190,13 +206,14 @@ class SearchCompiler:
         ordered = sorted(query.predicates, key=_rank)
         for n, predicate in enumerate(ordered):
             sql, p = self._predicate(predicate, alias, query.resource_types,
-                                     correlated=n > 0)
+                                     correlated=n > 0, access=access)
             where.append(sql)
             params.extend(p)
         return where, params
 
     def _predicate(self, pred: Predicate, alias: str, types: tuple[str, ...],
-                   correlated: bool = False) -> tuple[str, Params]:
+                   correlated: bool = False,
+                   access: Access | None = None) -> tuple[str, Params]:
         key = f"({alias}.res_type, {alias}.res_id)"
         tie = f"x.res_type = {alias}.res_type AND x.res_id = {alias}.res_id"
         if pred.param == "_id":
@@ -206,7 +223,7 @@ class SearchCompiler:
         if pred.param == "_list":
             return _list(pred, key)
         if pred.has is not None:
-            return self._has(pred, key)
+            return self._has(pred, key, access)
         table = _TABLE_BY_TYPE.get(pred.type)
         if pred.param in ("_text", "_content"):
             table = "idx_text"
@@ -221,7 +238,7 @@ class SearchCompiler:
             return (f"{neg}EXISTS (SELECT 1 FROM {self._by_resource(table)} WHERE {tie}"
                     " AND x.param = ?)", [pred.param])
         if pred.chain is not None:
-            return self._chain(pred, key)
+            return self._chain(pred, key, access)
         if pred.type == "composite":
             return _composite(pred, key, scope, scope_params)
         values: Sequence[object] = pred.values
@@ -268,17 +285,19 @@ class SearchCompiler:
             return f"{table} x INDEXED BY {table}_res"
         return f"{table} x"
 
-    def _chain(self, pred: Predicate, key: str) -> tuple[str, Params]:
+    def _chain(self, pred: Predicate, key: str,
+               access: Access | None) -> tuple[str, Params]:
         assert pred.chain is not None
-        inner_where, inner_params = self._where(pred.chain, "t")
+        inner_where, inner_params = self._where(pred.chain, "t", access)
         sub = ("SELECT x.res_type, x.res_id FROM idx_reference x WHERE x.param = ?"
                " AND (x.ref_type, x.ref_id) IN (SELECT t.res_type, t.res_id FROM resources t"
                f" WHERE {' AND '.join(inner_where)})")
         return f"{key} IN ({sub})", [pred.param, *inner_params]
 
-    def _has(self, pred: Predicate, key: str) -> tuple[str, Params]:
+    def _has(self, pred: Predicate, key: str,
+             access: Access | None) -> tuple[str, Params]:
         assert pred.has is not None
-        inner_where, inner_params = self._where(pred.has, "h")
+        inner_where, inner_params = self._where(pred.has, "h", access)
         sub = ("SELECT x.ref_type, x.ref_id FROM idx_reference x WHERE x.param = ?"
                " AND x.ref_type IS NOT NULL AND (x.res_type, x.res_id) IN"
                f" (SELECT h.res_type, h.res_id FROM resources h WHERE {' AND '.join(inner_where)})")
@@ -702,6 +721,45 @@ def _type_scope(types: tuple[str, ...]) -> tuple[str, Params]:
     return f" AND x.res_type IN ({_marks(types)})", list(types)
 
 
+def visible(access: Access, alias: str) -> tuple[str, Params]:
+    """The condition that the resource ``alias`` is one ``access`` lets the caller see:
+    of a type it may see and, for a compartment-bound caller (a patient), in one of its
+    compartments."""
+    conds: list[str] = []
+    params: Params = []
+    if access.types is not None:
+        if not access.types:
+            return "1 = 0", []
+        names = sorted(access.types)
+        conds.append(f"{alias}.res_type IN ({_marks(names)})")
+        params.extend(names)
+    if access.compartment is not None:
+        comp_type, ids = access.compartment
+        members = compartment_params(comp_type)
+        types = [t for t in sorted(members) if access.types is None or t in access.types]
+        sql, p = _membership(comp_type, ids, alias, types, members)
+        conds.append(sql)
+        params.extend(p)
+    return "(" + " AND ".join(conds or ["1 = 1"]) + ")", params
+
+
+def _membership(comp_type: str, ids: tuple[str, ...], alias: str, types: Sequence[str],
+                members: dict[str, tuple[str, ...]]) -> tuple[str, Params]:
+    """``alias`` is in the compartment of one of ``ids`` (or is one of them)."""
+    if not ids:
+        return "1 = 0", []
+    pairs = [(t, p) for t in types for p in members.get(t, ()) if p != "{def}"]
+    ors = [f"({alias}.res_type = ? AND {alias}.res_id IN ({_marks(ids)}))"]
+    params: Params = [comp_type, *ids]
+    if pairs:
+        values = ", ".join("(?, ?)" for _ in pairs)
+        ors.append(f"({alias}.res_type, {alias}.res_id) IN (SELECT c.res_type, c.res_id"
+                   f" FROM idx_reference c WHERE c.ref_type = ? AND c.ref_id IN ({_marks(ids)})"
+                   f" AND (c.res_type, c.param) IN (VALUES {values}))")
+        params.extend([comp_type, *ids, *(v for pair in pairs for v in pair)])
+    return "(" + " OR ".join(ors) + ")", params
+
+
 def _compartment(query: SearchQuery, alias: str) -> tuple[str, Params]:
     """Membership of a compartment, by the parameters its CompartmentDefinition names for
     each resource type (https://hl7.org/fhir/R4/compartmentdefinition.html)."""
@@ -728,4 +786,4 @@ def _compartment(query: SearchQuery, alias: str) -> tuple[str, Params]:
     return "(" + " OR ".join(ors) + ")", params
 
 
-__all__ = ["Compiled", "SearchCompiler"]
+__all__ = ["Compiled", "SearchCompiler", "visible"]

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from fhirhub.search.types import IndexRows, SearchQuery
+from fhirhub.search.types import Access, IndexRows, SearchQuery
 from fhirhub.store import audit_sql
 from fhirhub.store.audit import (
     AuditBody,
@@ -32,13 +32,16 @@ from fhirhub.store.base import (
     StoredVersion,
     Transaction,
 )
+from fhirhub.store.clients import ClientRecord
 from fhirhub.store.schema import INDEX_TABLES
-from fhirhub.store.search_sql import SearchCompiler
+from fhirhub.store.search_sql import SearchCompiler, visible
 
 
 class Cursor(Protocol):
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
+    @property
+    def rowcount(self) -> int: ...
 
 
 class Connection(Protocol):
@@ -71,6 +74,9 @@ _INSERTS = {
 }
 
 
+_CLIENT_COLUMNS = "id, name, jwks, jwks_url, scopes, rate_limit, status, created, updated"
+
+
 def row_to_version(row: Sequence[Any], method: str = "PUT") -> StoredVersion:
     body = row[5]
     return StoredVersion(
@@ -81,6 +87,14 @@ def row_to_version(row: Sequence[Any], method: str = "PUT") -> StoredVersion:
         deleted=bool(row[4]),
         body=bytes(body) if body is not None else None,
         method=method,
+    )
+
+
+def _row_to_client(row: Sequence[Any]) -> ClientRecord:
+    return ClientRecord(
+        id=row[0], name=row[1], jwks=row[2], jwks_url=row[3],
+        scopes=tuple(orjson.loads(row[4])), rate_limit=int(row[5]), status=row[6],
+        created=row[7], updated=row[8],
     )
 
 
@@ -143,9 +157,14 @@ class SqlSession(Transaction):
         at: str | None = None,
         count: int = 20,
         cursor: str | None = None,
+        access: Access | None = None,
     ) -> HistoryPage:
         where: list[str] = []
         params: list[Any] = []
+        if access is not None:
+            sql, restriction = visible(access, "h")
+            where.append(sql)
+            params.extend(restriction)
         if resource_type is not None:
             where.append("h.res_type = ?")
             params.append(resource_type)
@@ -232,7 +251,7 @@ class SqlSession(Transaction):
             for include in query.includes:
                 if depth > 0 and not include.iterate:
                     continue
-                sql, params = self.compiler.include(include, frontier)
+                sql, params = self.compiler.include(include, frontier, query.access)
                 for row in self.conn.execute(sql, params).fetchall():
                     key = (row[0], row[1])
                     if key not in seen:
@@ -319,6 +338,45 @@ class SqlSession(Transaction):
             (r.request_id, r.body_digest, r.status, orjson.dumps(r.headers).decode(), r.body,
              r.created),
         )
+
+    # -- OAuth2 clients and their used assertion ids ------------------------------------------
+
+    def client(self, client_id: str) -> ClientRecord | None:
+        row = self.conn.execute(
+            f"SELECT {_CLIENT_COLUMNS} FROM auth_client WHERE id = ?", (client_id,)
+        ).fetchone()
+        return None if row is None else _row_to_client(row)
+
+    def clients(self) -> list[ClientRecord]:
+        rows = self.conn.execute(
+            f"SELECT {_CLIENT_COLUMNS} FROM auth_client ORDER BY created, id"
+        ).fetchall()
+        return [_row_to_client(r) for r in rows]
+
+    def save_client(self, client: ClientRecord) -> None:
+        c = client
+        self.conn.execute(
+            f"INSERT INTO auth_client ({_CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET name = excluded.name, jwks = excluded.jwks,"
+            " jwks_url = excluded.jwks_url, scopes = excluded.scopes,"
+            " rate_limit = excluded.rate_limit, status = excluded.status,"
+            " created = excluded.created, updated = excluded.updated",
+            (c.id, c.name, c.jwks, c.jwks_url, orjson.dumps(list(c.scopes)).decode(),
+             c.rate_limit, c.status, c.created, c.updated),
+        )
+
+    def use_jti(self, client_id: str, jti: str, expires: str, now: str) -> bool:
+        # One statement, so that concurrent uses race on the primary key rather than on a
+        # read-then-write: a second inserter waits for the first to commit, then finds a
+        # live row, updates nothing and changes no row. A row whose lifetime has ended is
+        # taken over (the WHERE), which counts as a first use.
+        cur = self.conn.execute(
+            "INSERT INTO auth_jti (client_id, jti, expires) VALUES (?, ?, ?)"
+            " ON CONFLICT (client_id, jti) DO UPDATE SET expires = excluded.expires"
+            " WHERE auth_jti.expires < ?",
+            (client_id, jti, expires, now),
+        )
+        return cur.rowcount == 1
 
     # -- reindexing: walking the current versions, replacing one's index, meta values -----
 

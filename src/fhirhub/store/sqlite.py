@@ -33,6 +33,7 @@ from fhirhub.search.types import SearchQuery
 from fhirhub.store import audit_sql
 from fhirhub.store._group import GroupCommitter
 from fhirhub.store.base import HistoryPage, SearchPage, Store, StoredVersion, Transaction
+from fhirhub.store.clients import ClientRecord
 from fhirhub.store.schema import SQLITE, ddl
 from fhirhub.store.search_sql import SearchCompiler
 from fhirhub.store.session import SessionReads, SqlSession, row_to_version
@@ -208,6 +209,14 @@ class SqliteStore(SessionReads, Store):
         with self._guard():
             return self._session().current_page(after, types=types, count=count)
 
+    def client(self, client_id: str) -> ClientRecord | None:
+        with self._guard():
+            return self._session().client(client_id)
+
+    def clients(self) -> list[ClientRecord]:
+        with self._guard():
+            return self._session().clients()
+
     @contextmanager
     def transaction(self, lock_keys: Sequence[str] = ()) -> Iterator[Transaction]:
         """A write transaction on the calling thread's connection. ``BEGIN IMMEDIATE``
@@ -286,6 +295,12 @@ class SqliteStore(SessionReads, Store):
         with self.transaction() as tx:
             assert isinstance(tx, SqlSession)
             cur = tx.conn.execute("DELETE FROM idempotency WHERE created < ?", (before,))
+            return int(getattr(cur, "rowcount", 0))
+
+    def purge_jtis(self, before: str) -> int:
+        with self.transaction() as tx:
+            assert isinstance(tx, SqlSession)
+            cur = tx.conn.execute("DELETE FROM auth_jti WHERE expires < ?", (before,))
             return int(getattr(cur, "rowcount", 0))
 
     def close(self) -> None:

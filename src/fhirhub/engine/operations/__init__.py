@@ -15,6 +15,7 @@ from fhirhub.engine.operations._registry import (
     OperationHandler,
     dispatch,
     operations,
+    permission,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "dispatch",
     "operation_input",
     "operations",
+    "permission",
 ]

@@ -31,6 +31,7 @@ class Operation:
     types: frozenset[str] = frozenset()
     affects_state: bool = False
     definition: str = ""  # canonical URL of its OperationDefinition, for the CapabilityStatement
+    needs: str = "r"  # SMART permission letters on the type, any one of which allows it
 
 
 def _level(route: Route) -> Level:
@@ -63,6 +64,19 @@ def dispatch(engine: Engine, req: FhirRequest, route: Route) -> FhirResponse:
     places = ", ".join(sorted(_places(op) for op in candidates))
     raise NotFoundError(f"The operation ${name} is not defined on {where}; it is defined on "
                         f"{places}", spine_code="INVALID_REQUEST", issue_code="not-supported")
+
+
+def permission(route: Route) -> str:
+    """The SMART permission letters on the route's resource type that allow the operation
+    it names (any one will do); at instance level, read (the operation sees a stored
+    resource). Empty for an operation that does not exist (dispatch refuses it)."""
+    if route.id is not None:
+        return "r"
+    level = _level(route)
+    for op in operations():
+        if op.name == route.operation and level in op.levels:
+            return op.needs
+    return ""
 
 
 def _check_method(op: Operation, method: str) -> None:

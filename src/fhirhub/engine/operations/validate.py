@@ -107,5 +107,6 @@ def _outcome(issues: list[Issue]) -> FhirResponse:
 
 OPERATIONS = (
     Operation("validate", frozenset({"type", "instance"}), validate,
-              definition="http://hl7.org/fhir/OperationDefinition/Resource-validate"),
+              definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
+              needs="cur"),  # checking what one would create or update
 )
