@@ -6,6 +6,7 @@ over SQLite and PostgreSQL through the ``store`` fixture.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from decimal import Decimal
 
@@ -282,3 +283,17 @@ def test_iter_current_yields_every_live_resource(store: Store) -> None:
     put(store, version("b"))
     put(store, version("b", 2, deleted=True))
     assert [v.id for v in store.iter_current("Patient")] == ["a"]
+
+
+_CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="nobody")
+
+
+def test_a_units_work_runs_in_the_callers_context(store: Store) -> None:
+    """Whichever thread commits it (SQLite's writer), a unit of work sees its caller's
+    context variables: the engine's access grant travels that way."""
+    token = _CALLER.set("alice")
+    try:
+        assert store.run([], lambda tx: _CALLER.get()) == "alice"
+    finally:
+        _CALLER.reset(token)
+    assert store.run([], lambda tx: _CALLER.get()) == "nobody"

@@ -12,6 +12,7 @@ from typing import Any
 
 from fhirhub.audit.auditor import Auditor
 from fhirhub.audit.outbound import Cause
+from fhirhub.audit.search import patients_with_nhs
 from fhirhub.auth import Authenticator
 from fhirhub.auth.smart import capability_security
 from fhirhub.config import ConfigError, Settings
@@ -142,7 +143,8 @@ class Engine(Answering):
         cached = self._patients.get(nhs_number)
         if cached is not None and now - cached[0] < PATIENTS_SECONDS:
             return cached[1]
-        found = tuple(v.id for v in self.store.search(guard.patients_query(nhs_number)).matches)
+        found = tuple(ref.removeprefix("Patient/")
+                      for ref in patients_with_nhs(self.store, nhs_number))
         if len(self._patients) > 10_000:
             self._patients.clear()
         self._patients[nhs_number] = (now, found)

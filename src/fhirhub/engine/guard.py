@@ -34,7 +34,6 @@ from fhirhub.store.base import Reader
 if TYPE_CHECKING:
     from fhirhub.engine.engine import Engine
 
-NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
 PUBLIC = frozenset({"capabilities", "smart-configuration", "jwks", "token"})
 
 # The SMART v2 permission letter each interaction needs on its resource type.
@@ -113,7 +112,7 @@ def authorize(engine: Engine, req: FhirRequest, route: Route) -> None:
     if principal.kind == "patient" and "AuditEvent" in (rtype, route.compartment_type):
         raise ForbiddenError("The audit log is not available with a patient's token")
     if interaction == "operation":
-        _operation(engine, grant, route)
+        _operation(grant, route)
     else:
         target = route.compartment_type if interaction == "compartment" else rtype
         letter = NEEDS[interaction]
@@ -155,13 +154,20 @@ def searchable_types(grant: Grant | None, asked: tuple[str, ...]) -> tuple[str, 
     return tuple(sorted(types))
 
 
-def _operation(engine: Engine, grant: Grant, route: Route) -> None:
+def _operation(grant: Grant, route: Route) -> None:
+    """An operation needs one of the letters it declares on its type; at system level,
+    on every type (``system/*.r``): it may reach anything."""
     from fhirhub.engine.operations import permission
 
-    letters = permission(route)
-    if route.resource_type and letters and not any(
-            grant.principal.allows(route.resource_type, c) for c in letters):
-        need(grant.principal, route.resource_type, letters[0])
+    letters, principal = permission(route), grant.principal
+    if not letters:
+        return  # no such operation: dispatch refuses it (404)
+    if route.resource_type is None:
+        if not any(principal.types_with(c) is None for c in letters):
+            raise ForbiddenError(f"The operation ${route.operation} needs a wildcard scope "
+                                 f"such as system/*.{letters[0]}")
+    elif not any(principal.allows(route.resource_type, c) for c in letters):
+        need(principal, route.resource_type, letters[0])
 
 
 def _own(engine: Engine, grant: Grant, rtype: str, rid: str, interaction: str) -> None:
@@ -213,14 +219,7 @@ def check_written(resource: dict[str, Any], rtype: str,
                          "other patient")
 
 
-def patients_query(nhs_number: str) -> SearchQuery:
-    """The Patient resources holding an NHS number."""
-    from fhirhub.search.types import TokenValue
-
-    return SearchQuery(("Patient",), predicates=(Predicate(
-        "identifier", "token", None, (TokenValue(NHS_NUMBER, nhs_number),)),), count=10)
-
 
 __all__ = ["NEEDS", "PUBLIC", "Grant", "authorize", "check_replaceable", "check_written",
-           "current", "grant_for", "granted",
-           "need", "patients_query", "restrict", "searchable_types", "visible"]
+           "current", "grant_for", "granted", "need", "restrict", "searchable_types",
+           "visible"]
