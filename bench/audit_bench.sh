@@ -29,23 +29,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-}
-
-DRY_RUN=0
-REPORT=()
-while (($#)); do
-    case "$1" in
-        -h|--help) usage; exit 0 ;;
-        -n|--dry-run) DRY_RUN=1; shift ;;
-        --report)
-            shift
-            (($#)) || { echo "error: --report needs a results file" >&2; exit 2; }
-            REPORT=("$@"); break ;;
-        *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+parse_ab_args "$@"
 
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 WRAPPER="$ROOT/bench/fhirhub_noaudit.py"
@@ -113,45 +99,12 @@ if [[ "$DRY_RUN" == 1 ]]; then
     exit 0
 fi
 
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 
 [[ -x "$PYTHON" ]] || die "$PYTHON is not an executable (set PYTHON, or create the venv)"
 [[ -x "$WRAPPER" ]] || die "$WRAPPER is not executable"
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-busy_pct() {  # % of the whole machine busy over 3 s (user+nice+system+irq+softirq+steal)
-    local a b
-    a=($(head -n1 /proc/stat))
-    sleep 3
-    b=($(head -n1 /proc/stat))
-    awk -v u="$((b[1] - a[1] + b[2] - a[2] + b[3] - a[3] + b[6] - a[6] + b[7] - a[7] + b[8] - a[8]))" \
-        -v i="$((b[4] - a[4] + b[5] - a[5]))" 'BEGIN { t = u + i; printf "%.0f", t ? 100 * u / t : 0 }'
-}
-
-if [[ -e "$MARKER" ]]; then
-    log "another benchmark is running ($MARKER exists): waiting up to ${LOAD_WAIT}s"
-    waited=0
-    while [[ -e "$MARKER" ]] && ((waited < LOAD_WAIT)); do sleep 10; waited=$((waited + 10)); done
-    [[ ! -e "$MARKER" ]] || die "$MARKER is still there after ${LOAD_WAIT}s; not starting"
-fi
-waited=0
-while awk -v l="$(load1)" -v m="$MAX_LOAD" 'BEGIN { exit !(l >= m) }'; do
-    ((waited < LOAD_WAIT)) || die "the load average is still $(load1) (≥ $MAX_LOAD) after ${LOAD_WAIT}s"
-    ((waited % 60 == 0)) && log "load average $(load1) ≥ $MAX_LOAD: waiting (up to ${LOAD_WAIT}s)"
-    sleep 15
-    waited=$((waited + 15))
-done
-
-STAMP="$(date +%Y-%m-%d-%H%M)-audit"
-n=2
-while [[ -e "$RESULTS_DIR/$STAMP.jsonl" || -e "$RESULTS_DIR/$STAMP" ]]; do
-    STAMP="$(date +%Y-%m-%d-%H%M)-audit-$n"; n=$((n + 1))
-done
-RESULTS="$RESULTS_DIR/$STAMP.jsonl"
-RUNS_DIR="$RESULTS_DIR/$STAMP"
-mkdir -p "$RUNS_DIR"
+wait_for_quiet
+new_results audit
 KEYS="$(mktemp -d "${TMPDIR:-/tmp}/fhirhub-audit-bench.XXXXXX")"
 
 CHILD_PID=""

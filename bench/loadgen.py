@@ -19,6 +19,10 @@ Every response is checked (status, and for reads and searches that the body hold
 expected id); errors are counted by status. Requests that start during --warmup are not
 measured. Throughput and latency percentiles come from per-request perf_counter timings.
 
+With --token-file FILE (or the environment variable FHIRHUB_BENCH_TOKEN) every request,
+the set-up's too, carries "Authorization: Bearer <token>", for a server with FHIRHUB_AUTH=on.
+Without either, no Authorization header is sent.
+
 Example:
   python bench/loadgen.py --url http://127.0.0.1:8080/fhir --scenario read \\
       --clients 16 --duration 20 --warmup 3 --label sqlite --json out.jsonl
@@ -34,13 +38,14 @@ import asyncio
 import datetime as dt
 import json
 import math
+import os
 import random
 import re
 import resource
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,6 +61,7 @@ FHIR_JSON = "application/fhir+json"
 SCENARIOS = ("create", "read", "update", "search-id", "search-identifier")
 USER_AGENT = "fhirhub-loadgen/1"
 MAX_ERROR_SAMPLES = 5
+TOKEN_ENV = "FHIRHUB_BENCH_TOKEN"  # the environment variable's name
 
 try:  # orjson is a fhirhub dependency and makes the generator lighter; json works too.
     import orjson
@@ -274,13 +280,14 @@ def _id_from_response(body: bytes, location: str | None) -> str:
 
 
 async def create_pool(base: str, size: int, concurrency: int, timeout: float,
-                      rng: random.Random, nhs: NhsNumberSequence) -> list[PoolEntry]:
+                      rng: random.Random, nhs: NhsNumberSequence,
+                      token: str | None = None) -> list[PoolEntry]:
     numbers = [next(nhs) for _ in range(size)]
     it = iter([(n, make_patient(rng, n)) for n in numbers])
     out: list[PoolEntry] = []
 
     async def worker() -> None:
-        async with _session(1, timeout) as session:
+        async with _session(1, timeout, token) as session:
             for nhs_number, patient in it:
                 async with session.post(f"{base}/Patient", data=dumps(patient),
                                         headers={"Content-Type": FHIR_JSON}) as resp:
@@ -296,9 +303,10 @@ async def create_pool(base: str, size: int, concurrency: int, timeout: float,
     return out
 
 
-async def pool_is_live(base: str, pool: Sequence[PoolEntry], timeout: float) -> bool:
+async def pool_is_live(base: str, pool: Sequence[PoolEntry], timeout: float,
+                       token: str | None = None) -> bool:
     """True when the first and last pool Patients still exist on the server."""
-    async with _session(1, timeout) as session:
+    async with _session(1, timeout, token) as session:
         for entry in (pool[0], pool[-1]):
             async with session.get(f"{base}/Patient/{quote(entry.id)}") as resp:
                 await resp.read()
@@ -329,11 +337,13 @@ async def get_pool(args: argparse.Namespace, base: str, rng: random.Random,
     pool_file = Path(args.pool_file) if args.pool_file else None
     if pool_file is not None:
         pool = load_pool_file(pool_file, base)
-        if pool and len(pool) >= size and await pool_is_live(base, pool, args.timeout):
+        if pool and len(pool) >= size and await pool_is_live(base, pool, args.timeout,
+                                                             _token(args)):
             print(f"set-up: reusing {len(pool)} pool Patients from {pool_file}", file=sys.stderr)
             return pool
     t = time.perf_counter()
-    pool = await create_pool(base, size, args.setup_clients, args.timeout, rng, nhs)
+    pool = await create_pool(base, size, args.setup_clients, args.timeout, rng, nhs,
+                             _token(args))
     print(f"set-up: created {len(pool)} pool Patients in {time.perf_counter() - t:.1f}s",
           file=sys.stderr)
     if pool_file is not None:
@@ -383,14 +393,51 @@ def _snippet(body: bytes, n: int = 200) -> str:
     return text + ("..." if len(body) > n else "")
 
 
-def _session(connections: int, timeout: float) -> aiohttp.ClientSession:
+def session_headers(token: str | None = None) -> dict[str, str]:
+    """The headers every request of a session carries: with a token, its bearer header."""
+    headers = {"Accept": FHIR_JSON, "User-Agent": USER_AGENT}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def _session(connections: int, timeout: float, token: str | None = None) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections,
                                      keepalive_timeout=75, use_dns_cache=True)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout),
-        headers={"Accept": FHIR_JSON, "User-Agent": USER_AGENT},
+        headers=session_headers(token),
     )
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
+
+
+def read_token(token_file: str | Path | None, environ: Mapping[str, str]) -> str | None:
+    """The bearer token to send: the contents of ``token_file`` when given, else the
+    environment's FHIRHUB_BENCH_TOKEN when set and not empty, else None (no header).
+
+    Surrounding white space (a trailing newline) is dropped; ValueError when the file is
+    empty or the token is not a single RFC 6750 b64token (so that nothing but the token
+    can reach the header)."""
+    if token_file is not None:
+        source = str(token_file)
+        token = Path(token_file).read_text(encoding="utf-8").strip()
+    else:
+        source = TOKEN_ENV
+        token = environ.get(TOKEN_ENV, "").strip()
+        if not token:
+            return None
+    if not token:
+        raise ValueError(f"{source} holds no token")
+    if not _TOKEN.fullmatch(token):
+        raise ValueError(f"{source} does not hold a single bearer token (RFC 6750 b64token)")
+    return token
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    return getattr(args, "token", None)
 
 
 RequestFactory = Callable[[], Request]
@@ -698,7 +745,7 @@ async def run(args: argparse.Namespace) -> RunResult:
 
     budget = Budget(args.max_requests)
     stats = [ClientStats() for _ in range(args.clients)]
-    sessions = [_session(1, args.timeout) for _ in range(args.clients)]
+    sessions = [_session(1, args.timeout, _token(args)) for _ in range(args.clients)]
     if specs:
         factories = [make_url_factory(base, specs, random.Random(rng.random()))
                      for _ in range(args.clients)]
@@ -761,6 +808,7 @@ async def run(args: argparse.Namespace) -> RunResult:
         "warmup_s": args.warmup,
         "pool_size": len(pool),
         **({"url_file": str(args.urls), "url_count": len(specs)} if specs else {}),
+        **({"auth": "bearer"} if _token(args) else {}),
         "loadgen_cpu_pct": round(100 * loadgen_cpu / cpu_window, 1) if cpu_window > 0 else None,
         "server_cpu_pct": server_cpu_pct,
         "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
@@ -821,7 +869,8 @@ def _meta(s: str) -> tuple[str, str]:
     return key, value
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None,
+               environ: Mapping[str, str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", required=True,
@@ -854,6 +903,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="also report the CPU used by this process and its children")
     ap.add_argument("--meta", type=_meta, action="append", default=[], metavar="KEY=VALUE",
                     help="extra fields for the record's meta object (repeatable)")
+    ap.add_argument("--token-file", metavar="FILE", type=Path,
+                    help="send 'Authorization: Bearer <the token in FILE>' with every "
+                         f"request, set-up included (default: ${TOKEN_ENV} when set; else "
+                         "no Authorization header)")
     ap.add_argument("--seed", type=int, help="random seed (default: random)")
     ap.add_argument("--no-uvloop", action="store_true", help="use asyncio's default loop")
     args = ap.parse_args(argv)
@@ -861,6 +914,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--clients must be at least 1")
     if args.warmup < 0:
         ap.error("--warmup must be >= 0")
+    try:
+        args.token = read_token(args.token_file, os.environ if environ is None else environ)
+    except (OSError, ValueError) as exc:
+        ap.error(f"--token-file: {exc}" if args.token_file is not None else str(exc))
     args.url_specs = []
     if args.urls is not None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.scenario):

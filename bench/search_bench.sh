@@ -173,26 +173,8 @@ EOF
 }
 
 start_server() {  # backend scale
-    local backend="$1" scale="$2" port
-    port="$("$PYTHON" bench/benchutil.py free-port)"
-    SERVER_LOG="$RESULTS_DIR/$RUN-$backend-x$scale-server.log"
-    BASE="http://127.0.0.1:$port/fhir"
-    log "$backend: $FHIRHUB serve --port $port --workers $WORKERS (log: $SERVER_LOG)"
-    if command -v setsid >/dev/null; then
-        setsid "$FHIRHUB" serve --db "$DB" --host 127.0.0.1 --port "$port" \
-            --workers "$WORKERS" >"$SERVER_LOG" 2>&1 </dev/null &
-    else
-        "$FHIRHUB" serve --db "$DB" --host 127.0.0.1 --port "$port" \
-            --workers "$WORKERS" >"$SERVER_LOG" 2>&1 </dev/null &
-    fi
-    SERVER_PID=$!
-    step "$PYTHON" bench/benchutil.py wait-http "$BASE/metadata" \
-        --timeout "$START_TIMEOUT" --pid "$SERVER_PID"
-    if [[ "$STEP_RC" != 0 ]]; then
-        echo "--- last lines of $SERVER_LOG:" >&2
-        tail -n 40 "$SERVER_LOG" >&2 || true
-        die "fhirhub serve ($backend) did not answer GET $BASE/metadata with 200"
-    fi
+    SERVER_LOG="$RESULTS_DIR/$RUN-$1-x$2-server.log"
+    start_fhirhub "$DB" "$SERVER_LOG" "$1"
 }
 
 info() {  # key -> a value of the URL folder's info.json

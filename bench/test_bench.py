@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
 import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -141,6 +144,232 @@ def test_id_from_response() -> None:
     assert loadgen._id_from_response(b"", loc) == "xyz"
     with pytest.raises(loadgen.SetupError):
         loadgen._id_from_response(b"", None)
+
+
+# --- bearer tokens ---------------------------------------------------------------------------
+
+TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl"  # a JWT's shape, not a real one
+
+
+def test_read_token_from_file_env_or_none(tmp_path: Path) -> None:
+    f = tmp_path / "token"
+    f.write_text(TOKEN + "\n")
+    assert loadgen.read_token(f, {}) == TOKEN
+    assert loadgen.read_token(str(f), {}) == TOKEN
+    # The file wins over the environment; the environment is used without a file.
+    assert loadgen.read_token(f, {loadgen.TOKEN_ENV: "other"}) == TOKEN
+    assert loadgen.read_token(None, {loadgen.TOKEN_ENV: f" {TOKEN} "}) == TOKEN
+    # Neither: no token, so no Authorization header (the behaviour before tokens).
+    assert loadgen.read_token(None, {}) is None
+    assert loadgen.read_token(None, {loadgen.TOKEN_ENV: "  "}) is None
+
+
+@pytest.mark.parametrize("text", ["", "\n", "two tokens", "a\nb", "Bearer x", "t\r\nX-Evil: 1",
+                                  "tök"])
+def test_read_token_refuses_what_is_not_one_token(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "token"
+    f.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match="token"):
+        loadgen.read_token(f, {})
+    if text.strip():
+        with pytest.raises(ValueError, match=loadgen.TOKEN_ENV):
+            loadgen.read_token(None, {loadgen.TOKEN_ENV: text})
+
+
+def test_session_headers() -> None:
+    plain = loadgen.session_headers()
+    assert "Authorization" not in plain
+    assert plain["Accept"] == loadgen.FHIR_JSON
+    assert loadgen.session_headers(None) == plain
+    assert loadgen.session_headers(TOKEN) == {**plain, "Authorization": f"Bearer {TOKEN}"}
+
+
+def test_parse_args_token(tmp_path: Path) -> None:
+    base = ["--url", "http://127.0.0.1:1/fhir", "--scenario", "read"]
+    assert loadgen.parse_args(base, environ={}).token is None
+    assert loadgen.parse_args(base, environ={loadgen.TOKEN_ENV: TOKEN}).token == TOKEN
+    f = tmp_path / "token"
+    f.write_text(TOKEN)
+    assert loadgen.parse_args([*base, "--token-file", str(f)], environ={}).token == TOKEN
+    with pytest.raises(SystemExit):
+        loadgen.parse_args([*base, "--token-file", str(tmp_path / "missing")], environ={})
+    f.write_text("")
+    with pytest.raises(SystemExit):
+        loadgen.parse_args([*base, "--token-file", str(f)], environ={})
+
+
+@pytest.fixture
+def stub_fhir() -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
+    """A stand-in FHIR server on 127.0.0.1 (aiohttp, in a thread) that creates and reads
+    Patients and notes each request's method and Authorization header."""
+    from aiohttp import web
+
+    seen: list[tuple[str, str | None]] = []
+
+    async def create(request: web.Request) -> web.Response:
+        seen.append(("POST", request.headers.get("Authorization")))
+        await request.read()
+        rid = f"p{len(seen)}"
+        return web.json_response({"resourceType": "Patient", "id": rid}, status=201,
+                                 headers={"Location": f"/fhir/Patient/{rid}/_history/1"})
+
+    async def read(request: web.Request) -> web.Response:
+        seen.append(("GET", request.headers.get("Authorization")))
+        return web.json_response({"resourceType": "Patient", "id": request.match_info["id"]})
+
+    app = web.Application()
+    app.router.add_post("/fhir/Patient", create)
+    app.router.add_get("/fhir/Patient/{id}", read)
+    runner = web.AppRunner(app)
+    loop = asyncio.new_event_loop()
+    port: list[int] = []
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        port.append(runner.addresses[0][1])
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port[0]}/fhir", seen
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+def _run_loadgen(base: str, out: Path, *extra: str) -> dict[str, Any]:
+    rc = loadgen.main(["--url", base, "--scenario", "read", "--clients", "2", "--duration", "0.3",
+                       "--warmup", "0", "--pool-size", "4", "--setup-clients", "2",
+                       "--no-uvloop", "--seed", "1", "--json", str(out), *extra])
+    assert rc == 0
+    return json.loads(out.read_text().splitlines()[-1])
+
+
+def test_every_request_carries_the_token(stub_fhir: tuple[str, list[tuple[str, str | None]]],
+                                         tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    base, seen = stub_fhir
+    monkeypatch.delenv(loadgen.TOKEN_ENV, raising=False)
+    f = tmp_path / "token"
+    f.write_text(TOKEN + "\n")
+    record = _run_loadgen(base, tmp_path / "a.jsonl", "--token-file", str(f))
+    assert record["auth"] == "bearer"
+    assert TOKEN not in json.dumps(record)
+    methods = [m for m, _ in seen]
+    assert methods.count("POST") == 4  # the pool, made in set-up
+    assert methods.count("GET") > 4
+    assert {auth for _, auth in seen} == {f"Bearer {TOKEN}"}
+
+    seen.clear()  # the environment variable does the same
+    monkeypatch.setenv(loadgen.TOKEN_ENV, TOKEN)
+    _run_loadgen(base, tmp_path / "b.jsonl")
+    assert seen
+    assert {auth for _, auth in seen} == {f"Bearer {TOKEN}"}
+
+
+def test_no_token_no_authorization_header(stub_fhir: tuple[str, list[tuple[str, str | None]]],
+                                          tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    base, seen = stub_fhir
+    monkeypatch.delenv(loadgen.TOKEN_ENV, raising=False)
+    record = _run_loadgen(base, tmp_path / "a.jsonl")
+    assert "auth" not in record
+    assert seen
+    assert {auth for _, auth in seen} == {None}
+
+
+# --- auth_micro.py: the helpers of auth_bench.sh --------------------------------------------
+
+
+def test_patient_setup_writes_token_and_urls(tmp_path: Path) -> None:
+    import jwt
+
+    import auth_micro
+
+    issuers = json.loads(auth_micro.write_issuer(tmp_path).read_text())["issuers"]
+    assert [i["kind"] for i in issuers] == ["patient"]
+    assert (tmp_path / "issuer-key.pem").stat().st_mode & 0o077 == 0
+    pool = _pool(3)
+    loadgen.save_pool_file(tmp_path / "pool.json", "http://h/fhir", pool)
+    rid, nhs = auth_micro.patient_setup(tmp_path, tmp_path / "pool.json", 600)
+    assert (rid, nhs) == (pool[0].id, pool[0].nhs_number)
+    token = (tmp_path / "patient-token").read_text().strip()
+    assert (tmp_path / "patient-token").stat().st_mode & 0o077 == 0
+    assert loadgen.read_token(tmp_path / "patient-token", {}) == token
+    key = jwt.PyJWK(issuers[0]["jwks"]["keys"][0])
+    claims = jwt.decode(token, key.key, algorithms=["RS512"], audience=issuers[0]["audience"],
+                        issuer=issuers[0]["issuer"])
+    assert claims["nhs_number"] == nhs
+    assert 590 <= claims["exp"] - claims["iat"] <= 600
+    read = loadgen.load_url_file(tmp_path / "patient-read.urls")
+    assert [(s.path, s.expect_id) for s in read] == [(f"Patient/{rid}", rid)]
+    search = loadgen.load_url_file(tmp_path / "patient-search-id.urls")
+    assert [(s.path, s.min_matches, s.max_matches) for s in search] == [
+        (f"Patient?_id={rid}", 1, 1)]
+
+
+def test_auth_report(tmp_path: Path) -> None:
+    import auth_micro
+
+    def rec(mode: str, rep: int, rps: float, **kw: Any) -> dict[str, Any]:
+        return _http(rps=rps, meta={"mode": mode, "rep": str(rep), "workers": "2"}, **kw)
+
+    records = [rec("off", 1, 1000), rec("on", 1, 960), rec("patient", 1, 700),
+               rec("on", 2, 1000), rec("patient", 2, 720), rec("off", 2, 1050),
+               rec("off", 1, 500, clients=1), rec("on", 1, 400, clients=1)]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records)
+                    + json.dumps({"kind": "import"}) + "\n")
+    loaded = auth_micro.load_records([path])
+    assert len(loaded) == 8
+    text, clean = auth_micro.report(loaded)
+    assert clean
+    lines = text.splitlines()
+    # mean off 1025, on 980: -4.4 %; pairs 960/1000 = -4.0 %, 1000/1050 = -4.8 %; the
+    # pairs agree, but the change is smaller than off's spread (4.9 %): within noise
+    row = next(line for line in lines if line.startswith("| sqlite | read | 16 | 1,025 |"))
+    assert "| 980 | -4.4 % | -4.0 %, -4.8 % | 4.9 % / 4.1 % |" in row
+    assert row.endswith("| 0 | yes (within noise) |")
+    one = next(line for line in lines if line.startswith("| sqlite | read | 1 | 500 |"))
+    assert "-20.0 %" in one
+    assert one.endswith("| **no** |")  # one pair: no spread to compare with
+    patient = next(line for line in lines if line.startswith("| sqlite | read | 16 | 710 |"))
+    assert "| -30.7 % | -27.6 % | 700, 720 |" in patient
+    assert "WARNING" not in text
+    assert auth_micro.main(["--report", str(path)]) == 0
+
+    noisy = [rec("off", 1, 1000), rec("on", 1, 990), rec("on", 2, 1100), rec("off", 2, 900)]
+    text, _ = auth_micro.report(noisy)
+    assert "yes (within noise)" in text  # the pairs disagree: -1.0 %, +22.2 %
+    assert auth_micro.within_noise(-3.0, [-3.0, -3.1], [100.0, 110.0], [97.0, 98.0])
+    assert not auth_micro.within_noise(-3.0, [-3.0, -3.1], [100.0, 101.0], [97.0, 98.0])
+    assert not auth_micro.within_noise(-3.0, [-3.0], [100.0], [97.0])
+    steady = [rec("off", 1, 1000), rec("on", 1, 990), rec("on", 2, 995), rec("off", 2, 1002)]
+    assert any(line.startswith("| sqlite | read | 16 |") and line.endswith("| 0 | yes |")
+               for line in auth_micro.report(steady)[0].splitlines())
+    shaky = [rec("off", 1, 1000), rec("on", 1, 700), rec("on", 2, 1000), rec("off", 2, 1050)]
+    assert "inconclusive (within noise)" in auth_micro.report(shaky)[0]
+    text, clean = auth_micro.report([*noisy, rec("on", 3, 1000, errors=2,
+                                                 errors_by_status={"401": 2})])
+    assert not clean
+    assert "**no: errors**" in text
+    assert "WARNING" in text
+
+
+def test_spread() -> None:
+    import auth_micro
+
+    assert auth_micro.spread_pct([100.0]) == 0.0
+    assert auth_micro.spread_pct([90.0, 110.0]) == pytest.approx(20.0)
 
 
 # --- statistics -----------------------------------------------------------------------------

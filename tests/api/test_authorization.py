@@ -33,7 +33,6 @@ from tests.api.test_security import (
     FORM,
     JSON_PATCH,
     World,
-    mark_known_bug,
     observation,
     outcome_of,
     patient,
@@ -55,11 +54,6 @@ GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
 GENDER_CS = "http://hl7.org/fhir/administrative-gender"
 STAFF_SCOPES = "user/Patient.rs user/Observation.crs"
 PAGED = 25  # Observations each of Alice and Bob, code "paging"
-
-
-@pytest.fixture(autouse=True)
-def _known_bugs(request: pytest.FixtureRequest) -> None:
-    mark_known_bug(request)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -34,7 +34,6 @@ from tests.api.test_security import (
     FORM,
     JSON_PATCH,
     World,
-    mark_known_bug,
     outcome_of,
     secured_server,
 )
@@ -54,11 +53,6 @@ PUBLIC = frozenset({("GET", "metadata"), ("HEAD", "metadata"),
                     ("GET", "auth/jwks"), ("HEAD", "auth/jwks"), ("POST", "auth/token")})
 # A token that may neither read nor search anything.
 BLIND = "system/*.cud"
-
-
-@pytest.fixture(autouse=True)
-def _known_bugs(request: pytest.FixtureRequest) -> None:
-    mark_known_bug(request)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

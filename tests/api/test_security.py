@@ -122,11 +122,6 @@ def mark_known_bug(request: pytest.FixtureRequest) -> None:
         request.applymarker(pytest.mark.xfail(strict=True, reason=found[0]))
 
 
-@pytest.fixture(autouse=True)
-def _known_bugs(request: pytest.FixtureRequest) -> None:
-    mark_known_bug(request)
-
-
 # -- servers ----------------------------------------------------------------------------------
 
 

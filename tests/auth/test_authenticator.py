@@ -224,10 +224,9 @@ def test_without_an_issuers_file_user_tokens_are_refused(settings: Settings,
 # -- the cache --------------------------------------------------------------------------------
 
 
-def test_checked_token_is_remembered(auth: Authenticator, store: Store, settings: Settings,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    app = add_client(store, settings, "system/Patient.rs")
-    header = f"Bearer {our_token(auth, app.id)}"
+@pytest.fixture
+def verified(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens AccessTokens.verify checks (their signatures), in order."""
     calls: list[str] = []
     verify = AccessTokens.verify
 
@@ -236,6 +235,14 @@ def test_checked_token_is_remembered(auth: Authenticator, store: Store, settings
         return verify(self, token, base_url)
 
     monkeypatch.setattr(AccessTokens, "verify", counted)
+    return calls
+
+
+def test_checked_token_is_remembered(auth: Authenticator, store: Store, settings: Settings,
+                                     verified: list[str]) -> None:
+    app = add_client(store, settings, "system/Patient.rs")
+    header = f"Bearer {our_token(auth, app.id)}"
+    calls = verified
     first = auth.authenticate(header, BASE)
     second = auth.authenticate(header, BASE)
     assert first is second
@@ -267,20 +274,12 @@ def test_remembered_token_is_checked_again_at_another_base_url(
 
 
 def test_remembered_principal_past_its_expiry_is_checked_again(
-        auth: Authenticator, store: Store, settings: Settings,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        auth: Authenticator, store: Store, settings: Settings, verified: list[str]) -> None:
     app = add_client(store, settings, "system/Patient.rs")
     # exp 10 s ago: still accepted within the 30 s clock skew, but never served from the
     # cache, whose entries last until the token's exp.
     stale = auth.tokens.issue(app.id, "system/Patient.rs", BASE, int(time.time()) - 310)
-    calls: list[str] = []
-    verify = AccessTokens.verify
-
-    def counted(self: AccessTokens, token: str, base_url: str) -> dict[str, Any]:
-        calls.append(token)
-        return verify(self, token, base_url)
-
-    monkeypatch.setattr(AccessTokens, "verify", counted)
+    calls = verified
     assert auth.authenticate(f"Bearer {stale}", BASE).client == app.id
     assert auth.authenticate(f"Bearer {stale}", BASE).client == app.id
     assert len(calls) == 2

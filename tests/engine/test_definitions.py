@@ -4,6 +4,9 @@ CodeSystem and SearchParameter resources from R4 and UK Core are readable and se
 
 from __future__ import annotations
 
+import pytest
+
+from fhirhub.config import Settings
 from fhirhub.engine import Engine, FhirRequest, FhirResponse
 from fhirhub.engine.definitions import install, installed, packaged_resources
 from tests.support import body_of
@@ -40,3 +43,19 @@ def test_installed_definitions_are_readable_and_searchable_and_installed_once(
     assert codes == {"male", "female", "other", "unknown"}
 
     assert install(engine) == 0
+
+
+def test_definitions_install_with_authorisation_on(secured_settings: Settings,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server installs its packaged content as the operator who started it: no token
+    is needed."""
+    from fhirhub.engine import definitions
+
+    few = [r for r in packaged_resources() if r["resourceType"] == "ValueSet"][:3]
+    monkeypatch.setattr(definitions, "packaged_resources", lambda: few)
+    engine = Engine(secured_settings)
+    try:
+        assert install(engine) == 3
+        assert all(engine.store.read("ValueSet", r["id"]) is not None for r in few)
+    finally:
+        engine.store.close()

@@ -11,11 +11,13 @@ nothing.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from fhirhub.auth.principal import operator
 from fhirhub.engine.request import FhirRequest
 from fhirhub.fhir import json as fjson
 from fhirhub.fhir.definitions import CANONICAL_TYPES, packaged
@@ -105,7 +107,8 @@ def _transaction(resources: list[Json]) -> FhirRequest:
     return FhirRequest(method="POST", path="", parsed=bundle, base_url="",
                        headers={"content-type": "application/fhir+json",
                                 "prefer": "return=minimal"},
-                       request_id="install-definitions")
+                       request_id="install-definitions",
+                       principal=operator(getpass.getuser()))  # who started the server
 
 
 __all__ = ["MARKERS", "install", "installed", "packaged_resources"]
