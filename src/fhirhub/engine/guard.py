@@ -122,7 +122,7 @@ def authorize(engine: Engine, req: FhirRequest, route: Route) -> None:
             rtype != "Patient" or route.id not in grant.patient_ids):
         raise ForbiddenError(f"{rtype}/{route.id} is not your record")
     if interaction in _INSTANCE and route.id and grant.patient_ids is not None:
-        _own(engine, grant, str(rtype), route.id, interaction)
+        _own(engine.store, grant, str(rtype), route.id, may_be_new=interaction == "update")
 
 
 def need(principal: Principal, rtype: str, letter: str) -> None:
@@ -170,12 +170,13 @@ def _operation(grant: Grant, route: Route) -> None:
         need(principal, route.resource_type, letters[0])
 
 
-def _own(engine: Engine, grant: Grant, rtype: str, rid: str, interaction: str) -> None:
-    """A patient may act on a resource only when it is in their compartment (an update
-    may also create one, which must then land there: :func:`check_written`)."""
-    if visible(engine.store, grant, rtype, rid):
+def _own(reader: Reader, grant: Grant, rtype: str, rid: str, *, may_be_new: bool) -> None:
+    """A patient may act on a resource only when it is in their compartment; a write
+    that ``may_be_new`` may also create it (which must then land there:
+    :func:`check_written`)."""
+    if visible(reader, grant, rtype, rid):
         return
-    if interaction == "update" and engine.store.read(rtype, rid) is None:
+    if may_be_new and reader.read(rtype, rid) is None:
         return
     raise ForbiddenError(f"{rtype}/{rid} is not in your record")
 
@@ -192,10 +193,8 @@ def check_replaceable(reader: Reader, rtype: str, rid: str) -> None:
     (a conditional update whose criteria matched nothing they can see, with an id in
     the body)."""
     grant = _GRANT.get()
-    if grant is None or grant.patient_ids is None:
-        return
-    if reader.read(rtype, rid) is not None and not visible(reader, grant, rtype, rid):
-        raise ForbiddenError(f"{rtype}/{rid} is not in your record")
+    if grant is not None and grant.patient_ids is not None:
+        _own(reader, grant, rtype, rid, may_be_new=True)
 
 
 def check_written(resource: dict[str, Any], rtype: str,

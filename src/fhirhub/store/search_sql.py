@@ -737,53 +737,43 @@ def visible(access: Access, alias: str) -> tuple[str, Params]:
         comp_type, ids = access.compartment
         members = compartment_params(comp_type)
         types = [t for t in sorted(members) if access.types is None or t in access.types]
-        sql, p = _membership(comp_type, ids, alias, types, members)
+        sql, p = _membership(comp_type, ids, alias, types, owner=True)
         conds.append(sql)
         params.extend(p)
     return "(" + " AND ".join(conds or ["1 = 1"]) + ")", params
 
 
-def _membership(comp_type: str, ids: tuple[str, ...], alias: str, types: Sequence[str],
-                members: dict[str, tuple[str, ...]]) -> tuple[str, Params]:
-    """``alias`` is in the compartment of one of ``ids`` (or is one of them)."""
-    if not ids:
-        return "1 = 0", []
+def _membership(comp_type: str, ids: tuple[str, ...], alias: str, types: Sequence[str], *,
+                owner: bool) -> tuple[str, Params]:
+    """``alias`` is in the compartment of one of ``ids`` by the parameters its
+    CompartmentDefinition names for ``types`` (or, with ``owner``, is one of them)."""
+    members = compartment_params(comp_type)
     pairs = [(t, p) for t in types for p in members.get(t, ()) if p != "{def}"]
-    ors = [f"({alias}.res_type = ? AND {alias}.res_id IN ({_marks(ids)}))"]
-    params: Params = [comp_type, *ids]
-    if pairs:
+    ors: list[str] = []
+    params: Params = []
+    if ids and pairs:
         values = ", ".join("(?, ?)" for _ in pairs)
         ors.append(f"({alias}.res_type, {alias}.res_id) IN (SELECT c.res_type, c.res_id"
                    f" FROM idx_reference c WHERE c.ref_type = ? AND c.ref_id IN ({_marks(ids)})"
                    f" AND (c.res_type, c.param) IN (VALUES {values}))")
         params.extend([comp_type, *ids, *(v for pair in pairs for v in pair)])
+    if ids and owner:
+        ors.append(f"({alias}.res_type = ? AND {alias}.res_id IN ({_marks(ids)}))")
+        params.extend([comp_type, *ids])
+    if not ors:
+        return "1 = 0", []
     return "(" + " OR ".join(ors) + ")", params
 
 
 def _compartment(query: SearchQuery, alias: str) -> tuple[str, Params]:
-    """Membership of a compartment, by the parameters its CompartmentDefinition names for
-    each resource type (https://hl7.org/fhir/R4/compartmentdefinition.html)."""
+    """Membership of a compartment (https://hl7.org/fhir/R4/compartmentdefinition.html)."""
     assert query.compartment is not None
     comp_type, comp_id = query.compartment
     members = compartment_params(comp_type)
     types = query.resource_types or tuple(members)
-    pairs = [(t, p) for t in types for p in members.get(t, ()) if p != "{def}"]
     # "{def}": the compartment's own resource is in it (Practitioner/d is in Practitioner/d).
     owner = comp_type in types and "{def}" in members.get(comp_type, ())
-    ors: list[str] = []
-    params: Params = []
-    if pairs:
-        values = ", ".join("(?, ?)" for _ in pairs)
-        ors.append(f"({alias}.res_type, {alias}.res_id) IN (SELECT c.res_type, c.res_id"
-                   " FROM idx_reference c WHERE c.ref_type = ? AND c.ref_id = ?"
-                   f" AND (c.res_type, c.param) IN (VALUES {values}))")
-        params.extend([comp_type, comp_id, *(v for pair in pairs for v in pair)])
-    if owner:
-        ors.append(f"({alias}.res_type = ? AND {alias}.res_id = ?)")
-        params.extend([comp_type, comp_id])
-    if not ors:
-        return "1 = 0", []
-    return "(" + " OR ".join(ors) + ")", params
+    return _membership(comp_type, (comp_id,), alias, types, owner=owner)
 
 
 __all__ = ["Compiled", "SearchCompiler", "visible"]
