@@ -115,10 +115,7 @@ FAILURES=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [[ -n "$CHILD_PID" ]]; then
-        kill -TERM "$CHILD_PID" 2>/dev/null || true  # run.sh stops its server and drops its DB
-        wait "$CHILD_PID" 2>/dev/null || true
-    fi
+    stop_step  # run.sh stops its server and drops its DB
     if [[ " $BACKENDS " == *" postgresql "* ]]; then
         "$PYTHON" bench/benchutil.py pg-drop "$PG_DB" --admin-url "$PG_ADMIN_URL" \
             || echo "warning: could not drop database $PG_DB" >&2

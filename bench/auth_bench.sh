@@ -141,10 +141,7 @@ FAILURES=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [[ -n "$CHILD_PID" ]]; then
-        kill -TERM "$CHILD_PID" 2>/dev/null || true
-        wait "$CHILD_PID" 2>/dev/null || true
-    fi
+    stop_step
     stop_server
     if [[ "$PG_CREATED" == 1 ]]; then
         "$PYTHON" bench/benchutil.py pg-drop "$PG_DB" --admin-url "$PG_ADMIN_URL" \

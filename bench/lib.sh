@@ -16,6 +16,14 @@ step() {
     CHILD_PID=""
 }
 
+# Stop the step in progress (CHILD_PID), if any.
+stop_step() {
+    if [[ -n "$CHILD_PID" ]]; then
+        kill -TERM "$CHILD_PID" 2>/dev/null || true
+        wait "$CHILD_PID" 2>/dev/null || true
+    fi
+}
+
 stop_server() {
     [[ -n "$SERVER_PID" ]] || return 0
     local pid="$SERVER_PID"

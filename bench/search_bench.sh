@@ -86,10 +86,7 @@ drop_pg() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [[ -n "$CHILD_PID" ]]; then
-        kill -TERM "$CHILD_PID" 2>/dev/null || true
-        wait "$CHILD_PID" 2>/dev/null || true
-    fi
+    stop_step
     stop_server
     drop_pg
     rm -rf "$WORK"
