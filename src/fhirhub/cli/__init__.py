@@ -57,13 +57,17 @@ def serve(**options: object) -> None:
     try:
         from fhirhub.store import open_store
 
-        open_store(settings).close()  # create the schema once, and fail early and clearly
+        store = open_store(settings)  # create the schema once, and fail early and clearly
+        try:
+            registered = len(store.clients())
+        finally:
+            store.close()
     except Exception as exc:  # any failure to reach the database stops start-up
         raise click.ClickException(
             f"cannot open the database {redact(settings.database_url)}: "
             f"{redact(str(exc))}") from None
     _audit_key(settings)
-    _auth_key(settings)
+    _auth_key(settings, registered)
     if settings.load_definitions:
         _install_definitions(settings)
     click.echo(f"fhirhub {__version__} starting: FHIR R4 at http://{settings.host}:{settings.port}/fhir "
@@ -262,10 +266,11 @@ def _audit_key(settings: Settings) -> None:
                    err=True)
 
 
-def _auth_key(settings: Settings) -> None:
+def _auth_key(settings: Settings, registered: int) -> None:
     """The access-token signing key must be usable before the server takes a request
     (and exist before worker processes start, so that they all read the same one); with
-    authorisation off, say so loudly."""
+    authorisation off, say so loudly; with no way in yet (``registered`` clients, trusted
+    issuers), say how to make one."""
     if settings.auth == "off":
         from fhirhub.api.app import AUTH_OFF_WARNING
 
@@ -279,13 +284,6 @@ def _auth_key(settings: Settings) -> None:
         issuers = load_issuers(settings.auth_issuers)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot use the authorisation settings: {exc}") from None
-    from fhirhub.store import open_store
-
-    store = open_store(settings)
-    try:
-        registered = len(store.clients())
-    finally:
-        store.close()
     if not registered and not issuers:
         click.echo("Every request needs an access token, and no client application is "
                    "registered yet: fhirhub clients add NAME --scopes \"system/*.cruds\" "
